@@ -1,0 +1,131 @@
+//! mirage-config: the sensor's TOML configuration.
+//!
+//! Config is documentation: every field has a doc comment with its unit and
+//! default, and `example.toml` (what `mirage init` writes, and the embedded
+//! default `mirage sensor` runs with no flags) lists every key with the same
+//! text. Tests keep the example, the defaults and the types in step.
+//!
+//! Errors are one line naming the file and the key, because the CLI prints
+//! them as they are and exits 2.
+#![forbid(unsafe_code)]
+
+mod error;
+mod limits;
+mod redis;
+mod sensor;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use error::ConfigError;
+pub use limits::LimitsConfig;
+pub use redis::{KeyspaceMode, RedisConfig};
+pub use sensor::SensorConfig;
+
+/// The annotated example configuration; equal to [`Config::default`].
+pub const EXAMPLE_TOML: &str = include_str!("example.toml");
+
+/// Service names `--service NAME=ADDR` accepts, in the order they start.
+pub const SERVICE_NAMES: &[&str] = &["redis"];
+
+/// The whole sensor configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Sensor identity and event output.
+    pub sensor: SensorConfig,
+    /// Limits applied by the listener harness to every service.
+    pub limits: LimitsConfig,
+    /// The emulated services.
+    pub services: Services,
+}
+
+/// One section per emulated service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Services {
+    /// Redis (RESP) honeypot.
+    pub redis: RedisConfig,
+}
+
+impl Config {
+    /// Parse and validate TOML `text`; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let de =
+            toml::Deserializer::parse(text).map_err(|e| ConfigError::toml(origin, text, "", &e))?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::toml(origin, text, &key, e.inner())
+        })?;
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                origin: origin.to_owned(),
+                key,
+                message,
+            })?;
+        Ok(config)
+    }
+
+    /// Read, parse and validate the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            origin: origin.clone(),
+            message: e.to_string(),
+        })?;
+        Config::parse(&text, &origin)
+    }
+
+    /// The embedded default (the example file).
+    pub fn embedded() -> Config {
+        Config::default()
+    }
+
+    /// Check values the types cannot: returns the dotted key and the problem.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        self.sensor
+            .validate()
+            .map_err(|(k, m)| (format!("sensor.{k}"), m))?;
+        self.limits
+            .validate()
+            .map_err(|(k, m)| (format!("limits.{k}"), m))?;
+        self.services
+            .redis
+            .validate()
+            .map_err(|(k, m)| (format!("services.redis.{k}"), m))?;
+        Ok(())
+    }
+
+    /// Run only the named services, each on the given address (the
+    /// `--service NAME=ADDR` flags). Unknown names are an error.
+    pub fn only_services(
+        &mut self,
+        wanted: &[(String, std::net::SocketAddr)],
+    ) -> Result<(), String> {
+        for (name, _) in wanted {
+            if !SERVICE_NAMES.contains(&name.as_str()) {
+                return Err(format!(
+                    "unknown service '{name}' (known: {})",
+                    SERVICE_NAMES.join(", ")
+                ));
+            }
+        }
+        let pick = |name: &str| -> Vec<std::net::SocketAddr> {
+            wanted
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, a)| *a)
+                .collect()
+        };
+        let addrs = pick("redis");
+        self.services.redis.enabled = !addrs.is_empty();
+        self.services.redis.listen = addrs;
+        self.services.redis.fallback_listen = Vec::new();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,231 @@
+//! Listeners and the per-connection run loop shared by every emulator.
+//!
+//! [`Harness`] owns the shutdown token and the set of live session tasks:
+//! on shutdown it stops accepting, lets sessions that are mid-reply finish
+//! (sessions waiting for input end at once with reason `shutdown`), waits up
+//! to a drain timeout, and returns so the caller can flush the sinks.
+
+use std::net::{IpAddr, SocketAddr};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
+use mirage_core::EventKind;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Emulator;
+use crate::emit::EventTx;
+use crate::limits::{ConnLimiter, Limits};
+use crate::session::{Session, SessionEnd};
+
+/// A bound, listening TCP socket not yet serving.
+pub struct BoundListener {
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl BoundListener {
+    /// The address actually bound (port resolved when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// Bind a TCP listener. IPv6 sockets are v6-only so `0.0.0.0:P` and `[::]:P`
+/// can be bound side by side.
+pub fn bind_listener(addr: SocketAddr) -> std::io::Result<BoundListener> {
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    let listener = TcpListener::from_std(socket.into())?;
+    let addr = listener.local_addr()?;
+    Ok(BoundListener { listener, addr })
+}
+
+/// Runs listeners and tracks their sessions.
+pub struct Harness {
+    sensor: Arc<str>,
+    events: EventTx,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Harness {
+    /// A harness emitting events as sensor `sensor` into `events`.
+    pub fn new(sensor: &str, events: EventTx) -> Self {
+        Harness {
+            sensor: Arc::from(sensor),
+            events,
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        }
+    }
+
+    /// The token cancelled when shutdown begins.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serve `listener` with `emulator` until shutdown.
+    pub fn serve(&self, listener: BoundListener, emulator: Arc<dyn Emulator>, limits: Limits) {
+        let ctx = AcceptLoop {
+            sensor: self.sensor.clone(),
+            service: Arc::from(emulator.service()),
+            emulator,
+            limiter: ConnLimiter::new(&limits),
+            limits: Arc::new(limits),
+            events: self.events.clone(),
+            shutdown: self.shutdown.clone(),
+            tracker: self.tracker.clone(),
+        };
+        self.tracker.spawn(ctx.run(listener));
+    }
+
+    /// Stop accepting, end idle sessions, and wait up to `drain` for the rest.
+    /// Returns how many sessions were still running when the wait gave up.
+    pub async fn shutdown(self, drain: Duration) -> usize {
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(drain, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            return self.tracker.len();
+        }
+        0
+    }
+}
+
+struct AcceptLoop {
+    sensor: Arc<str>,
+    service: Arc<str>,
+    emulator: Arc<dyn Emulator>,
+    limiter: ConnLimiter,
+    limits: Arc<Limits>,
+    events: EventTx,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl AcceptLoop {
+    async fn run(self, listener: BoundListener) {
+        let mut accept_errors = 0u64;
+        loop {
+            // Take a global slot first: at the cap, connections queue in the
+            // kernel backlog rather than as tasks in our memory.
+            let permit = tokio::select! {
+                p = self.limiter.global_slot() => p,
+                _ = self.shutdown.cancelled() => break,
+            };
+            let accepted = tokio::select! {
+                r = listener.listener.accept() => r,
+                _ = self.shutdown.cancelled() => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE/ENFILE and friends: back off instead of spinning.
+                    accept_errors += 1;
+                    if accept_errors.is_power_of_two() {
+                        tracing::warn!(service = %self.service, error = %e, count = accept_errors, "accept failed");
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            let peer = SocketAddr::new(canonical(peer.ip()), peer.port());
+            let local = stream
+                .local_addr()
+                .map(|a| SocketAddr::new(canonical(a.ip()), a.port()))
+                .unwrap_or(listener.addr);
+            let _ = stream.set_nodelay(true);
+            match self.limiter.claim(permit, peer.ip()) {
+                Some(slot) => {
+                    let session = Session::new(
+                        stream,
+                        self.service.clone(),
+                        self.sensor.clone(),
+                        peer,
+                        local,
+                        self.limits.clone(),
+                        self.events.clone(),
+                        self.shutdown.clone(),
+                    );
+                    let emulator = self.emulator.clone();
+                    self.tracker.spawn(async move {
+                        run_session(session, emulator).await;
+                        drop(slot);
+                    });
+                }
+                None => {
+                    let session = Session::new(
+                        stream,
+                        self.service.clone(),
+                        self.sensor.clone(),
+                        peer,
+                        local,
+                        self.limits.clone(),
+                        self.events.clone(),
+                        self.shutdown.clone(),
+                    );
+                    let event = session.event(EventKind::SessionReject {
+                        reason: "per_ip_limit".into(),
+                    });
+                    drop(session);
+                    let events = self.events.clone();
+                    self.tracker.spawn(async move { events.send(event).await });
+                }
+            }
+        }
+    }
+}
+
+async fn run_session(mut session: Session, emulator: Arc<dyn Emulator>) {
+    session.emit(EventKind::SessionConnect {}).await;
+    let served = AssertUnwindSafe(emulator.serve(&mut session))
+        .catch_unwind()
+        .await;
+    let reason = match served {
+        Ok(Ok(())) => mirage_core::CloseReason::ServerClosed,
+        Ok(Err(end)) => {
+            if let SessionEnd::Io(e) = &end {
+                tracing::debug!(session = %session.id(), error = %e, "session i/o error");
+            }
+            end.reason()
+        }
+        Err(_) => {
+            // A panic is our bug, never the attacker's fault: keep the sensor
+            // up, close the session, and say so loudly.
+            tracing::error!(service = emulator.service(), session = %session.id(), "emulator panicked");
+            mirage_core::CloseReason::Error
+        }
+    };
+    session.close().await;
+    let kind = EventKind::SessionClose {
+        duration_ms: session.elapsed().as_millis() as u64,
+        bytes_in: session.bytes_in(),
+        bytes_out: session.bytes_out(),
+        reason,
+    };
+    session.emit(kind).await;
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) written as IPv4, so the same
+/// attacker has one address in every event whichever socket it reached.
+fn canonical(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}

@@ -1,0 +1,38 @@
+//! mirage-net: the one place that owns sockets.
+//!
+//! Emulators implement [`Emulator`] and see a [`Session`]: an accepted
+//! connection with its addresses, byte counters, timeouts and an event
+//! emitter. Everything that is the same for every honeypot lives here:
+//! binding (IPv4 and IPv6), global and per-source connection caps, handshake
+//! and idle timeouts, a per-session byte budget, graceful shutdown and the
+//! `session.connect` / `session.close` events. This is the only crate that
+//! may use `unsafe` (socket options the std API lacks, in later issues).
+
+pub mod emit;
+pub mod harness;
+pub mod limits;
+pub mod session;
+
+pub use emit::{EventRx, EventTx, event_channel};
+pub use harness::{BoundListener, Harness, bind_listener};
+pub use limits::{ConnLimiter, Limits};
+pub use session::{Session, SessionEnd};
+
+use async_trait::async_trait;
+
+/// A protocol emulator driven by the harness, one call per connection.
+///
+/// The harness has already emitted `session.connect` and will emit
+/// `session.close` with the reason derived from the returned value, so an
+/// emulator only speaks its protocol and emits its own events (commands,
+/// auth attempts, attacks) through [`Session::emit`].
+#[async_trait]
+pub trait Emulator: Send + Sync + 'static {
+    /// Service name written into events (`redis`, `ssh`, …).
+    fn service(&self) -> &str;
+
+    /// Serve one connection until it ends. Return `Ok(())` when the emulator
+    /// chose to close (e.g. QUIT), or the [`SessionEnd`] that stopped it
+    /// (usually passed up from [`Session::read_some`] / [`Session::write_all`]).
+    async fn serve(&self, session: &mut Session) -> Result<(), SessionEnd>;
+}

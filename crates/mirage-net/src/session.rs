@@ -1,0 +1,273 @@
+//! One accepted connection as an emulator sees it.
+//!
+//! Reads and writes go through [`Session`] so that the byte budget, the
+//! handshake/idle timeouts, the maximum duration and shutdown apply to every
+//! emulator the same way. A read buffer is grown only once the socket is
+//! readable, so an idle connection holds no buffer at all.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{BufMut, BytesMut};
+use chrono::Utc;
+use mirage_core::{Event, EventKind, SCHEMA_VERSION, Transport};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::emit::EventTx;
+use crate::limits::Limits;
+
+/// Why a session stopped, as seen from a read or a write.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionEnd {
+    /// The client closed or reset the connection.
+    #[error("client closed")]
+    ClientClosed,
+    /// No first byte within the handshake timeout.
+    #[error("handshake timeout")]
+    HandshakeTimeout,
+    /// No activity within the idle timeout.
+    #[error("idle timeout")]
+    IdleTimeout,
+    /// The session reached its maximum duration.
+    #[error("maximum session duration")]
+    MaxDuration,
+    /// The client exceeded the session byte budget.
+    #[error("byte budget exhausted")]
+    ByteBudget,
+    /// The client broke the protocol and the emulator cut it off.
+    #[error("protocol error")]
+    ProtocolError,
+    /// The sensor is shutting down.
+    #[error("shutdown")]
+    Shutdown,
+    /// Another socket error.
+    #[error("i/o: {0}")]
+    Io(std::io::Error),
+}
+
+impl SessionEnd {
+    /// The `session.close` reason for this end.
+    pub fn reason(&self) -> mirage_core::CloseReason {
+        use mirage_core::CloseReason as R;
+        match self {
+            SessionEnd::ClientClosed => R::ClientClosed,
+            SessionEnd::HandshakeTimeout => R::HandshakeTimeout,
+            SessionEnd::IdleTimeout => R::IdleTimeout,
+            SessionEnd::MaxDuration => R::MaxDuration,
+            SessionEnd::ByteBudget => R::ByteBudget,
+            SessionEnd::ProtocolError => R::ProtocolError,
+            SessionEnd::Shutdown => R::Shutdown,
+            SessionEnd::Io(_) => R::Error,
+        }
+    }
+
+    fn from_io(e: std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            // A reset or broken pipe is the client going away, not our failure.
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
+                SessionEnd::ClientClosed
+            }
+            _ => SessionEnd::Io(e),
+        }
+    }
+}
+
+/// Largest single read; bigger inputs arrive over several reads.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// An accepted connection with its context.
+pub struct Session {
+    stream: TcpStream,
+    id: Uuid,
+    service: Arc<str>,
+    sensor: Arc<str>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    started: Instant,
+    deadline: Option<tokio::time::Instant>,
+    bytes_in: u64,
+    bytes_out: u64,
+    limits: Arc<Limits>,
+    events: EventTx,
+    shutdown: CancellationToken,
+}
+
+impl Session {
+    /// Wrap an accepted stream. `local` is the original destination where
+    /// known, else the local address.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        stream: TcpStream,
+        service: Arc<str>,
+        sensor: Arc<str>,
+        peer: SocketAddr,
+        local: SocketAddr,
+        limits: Arc<Limits>,
+        events: EventTx,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let deadline = limits.max_session.map(|d| tokio::time::Instant::now() + d);
+        Session {
+            stream,
+            id: mirage_core::new_id(),
+            service,
+            sensor,
+            peer,
+            local,
+            started: Instant::now(),
+            deadline,
+            bytes_in: 0,
+            bytes_out: 0,
+            limits,
+            events,
+            shutdown,
+        }
+    }
+
+    /// Session id shared by all its events.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+    /// The client's address (IPv4-mapped IPv6 shown as IPv4).
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+    /// The destination the client connected to.
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+    /// Bytes received so far.
+    pub fn bytes_in(&self) -> u64 {
+        self.bytes_in
+    }
+    /// Bytes sent so far.
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes_out
+    }
+    /// Time since accept.
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Read what is available (at least one byte) into `buf`, appending.
+    ///
+    /// Waits under the handshake timeout before the first byte and the idle
+    /// timeout after it; returns the [`SessionEnd`] that stopped the wait.
+    /// Never reads past the byte budget: once it is spent, returns
+    /// [`SessionEnd::ByteBudget`].
+    pub async fn read_some(&mut self, buf: &mut BytesMut) -> Result<usize, SessionEnd> {
+        let remaining = self.limits.byte_budget.saturating_sub(self.bytes_in);
+        if remaining == 0 {
+            return Err(SessionEnd::ByteBudget);
+        }
+        let (wait, on_timeout) = if self.bytes_in == 0 {
+            (self.limits.handshake_timeout, SessionEnd::HandshakeTimeout)
+        } else {
+            (self.limits.idle_timeout, SessionEnd::IdleTimeout)
+        };
+        let now = tokio::time::Instant::now();
+        // The earlier of the inactivity deadline and the session deadline wins.
+        let (deadline, end) = match (wait.map(|w| now + w), self.deadline) {
+            (Some(a), Some(b)) if b < a => (Some(b), SessionEnd::MaxDuration),
+            (Some(a), _) => (Some(a), on_timeout),
+            (None, Some(b)) => (Some(b), SessionEnd::MaxDuration),
+            (None, None) => (None, on_timeout),
+        };
+        loop {
+            let ready = async {
+                match deadline {
+                    Some(d) => tokio::time::timeout_at(d, self.stream.readable())
+                        .await
+                        .ok(),
+                    None => Some(self.stream.readable().await),
+                }
+            };
+            let ready = tokio::select! {
+                r = ready => r,
+                _ = self.shutdown.cancelled() => return Err(SessionEnd::Shutdown),
+            };
+            match ready {
+                None => return Err(end),
+                Some(Err(e)) => return Err(SessionEnd::from_io(e)),
+                Some(Ok(())) => {}
+            }
+            let want = (READ_CHUNK as u64).min(remaining) as usize;
+            buf.reserve(want);
+            let mut limited = (&mut *buf).limit(want);
+            match self.stream.try_read_buf(&mut limited) {
+                Ok(0) => return Err(SessionEnd::ClientClosed),
+                Ok(n) => {
+                    self.bytes_in += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(SessionEnd::from_io(e)),
+            }
+        }
+    }
+
+    /// Write all of `data` to the client within the write timeout.
+    pub async fn write_all(&mut self, data: &[u8]) -> Result<(), SessionEnd> {
+        match tokio::time::timeout(self.limits.write_timeout, self.stream.write_all(data)).await {
+            Ok(Ok(())) => {
+                self.bytes_out += data.len() as u64;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(SessionEnd::from_io(e)),
+            Err(_) => Err(SessionEnd::IdleTimeout),
+        }
+    }
+
+    /// A new event of `kind` with this session's envelope, to adjust (tags)
+    /// before [`Session::emit_event`].
+    pub fn event(&self, kind: EventKind) -> Event {
+        Event {
+            schema: SCHEMA_VERSION,
+            id: mirage_core::new_id(),
+            ts: Utc::now(),
+            sensor: self.sensor.to_string(),
+            service: self.service.to_string(),
+            transport: Transport::Tcp,
+            src_ip: self.peer.ip(),
+            src_port: Some(self.peer.port()),
+            dst_ip: Some(self.local.ip()),
+            dst_port: Some(self.local.port()),
+            session: Some(self.id),
+            tags: Vec::new(),
+            kind,
+        }
+    }
+
+    /// Emit an event of `kind` for this session.
+    pub async fn emit(&self, kind: EventKind) {
+        self.events.send(self.event(kind)).await;
+    }
+
+    /// Emit a prepared event (see [`Session::event`]).
+    pub async fn emit_event(&self, event: Event) {
+        self.events.send(event).await;
+    }
+
+    /// True once the sensor has begun shutting down.
+    pub fn shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    /// Close the write side politely (FIN), ignoring errors.
+    pub(crate) async fn close(&mut self) {
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            self.stream.shutdown(),
+        )
+        .await;
+    }
+}

@@ -1,0 +1,7 @@
+//! mirage-proto: codecs and parsers for the protocols mirage speaks.
+//!
+//! Pure functions over byte slices: no sockets, no tokio, no allocation ahead
+//! of bytes actually received, a hard limit on every length, count and depth.
+//! Attackers write the input, so every parser here has a fuzz target in
+//! `fuzz/` and a property test beside it.
+#![forbid(unsafe_code)]

@@ -1,0 +1,165 @@
+//! Turns a configuration into running listeners, and stops them cleanly.
+//!
+//! Binding happens up front so that a port that cannot be had is reported
+//! (or replaced by its fallback) before anything is served.
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use mirage_config::Config;
+use mirage_net::{BoundListener, Emulator, Harness, Limits, bind_listener, event_channel};
+
+use crate::sinks::{EventWriter, WriterStats};
+
+/// A sensor that is serving; call [`RunningSensor::shutdown`] to stop it.
+pub struct RunningSensor {
+    harness: Harness,
+    writer: EventWriter,
+    bound: Vec<(String, SocketAddr)>,
+    drain: Duration,
+}
+
+impl RunningSensor {
+    /// Every (service, address) actually listening.
+    pub fn bound(&self) -> &[(String, SocketAddr)] {
+        &self.bound
+    }
+
+    /// The event writer's counters.
+    pub fn writer_stats(&self) -> Arc<WriterStats> {
+        self.writer.stats()
+    }
+
+    /// Stop accepting, let sessions finish (up to the drain timeout), then
+    /// write every queued event and return.
+    pub async fn shutdown(self) {
+        let left = self.harness.shutdown(self.drain).await;
+        if left > 0 {
+            tracing::warn!(
+                sessions = left,
+                "sessions still running after the drain timeout; cut"
+            );
+        }
+        // The writer ends once the last sender (held by the harness and its
+        // sessions) is gone; join it off the async threads.
+        let writer = self.writer;
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    }
+}
+
+/// Harness limits from the `[limits]` section.
+pub fn limits_from(config: &Config) -> Limits {
+    let l = &config.limits;
+    let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+    Limits {
+        max_connections: l.max_connections,
+        max_connections_per_ip: l.max_connections_per_ip,
+        handshake_timeout: secs(l.handshake_timeout_secs),
+        idle_timeout: secs(l.idle_timeout_secs),
+        max_session: secs(l.max_session_secs),
+        byte_budget: l.session_byte_budget,
+        write_timeout: Duration::from_secs(l.write_timeout_secs),
+    }
+}
+
+/// Bind every enabled service, start the event writer and serve.
+pub async fn start(config: Config) -> anyhow::Result<RunningSensor> {
+    let sensor_name = config.sensor.effective_name();
+    let mut plan: Vec<(Arc<dyn Emulator>, Vec<SocketAddr>, Vec<SocketAddr>)> = Vec::new();
+    if config.services.redis.enabled {
+        let r = &config.services.redis;
+        let emu = crate::redis::RedisEmulator::new(r.clone())?;
+        plan.push((Arc::new(emu), r.listen.clone(), r.fallback_listen.clone()));
+    }
+    if plan.is_empty() {
+        bail!("no service is enabled");
+    }
+    let mut listeners = Vec::new();
+    for (emu, listen, fallback) in plan {
+        let bound = bind_service(emu.service(), &listen, &fallback)?;
+        listeners.push((emu, bound));
+    }
+
+    let (tx, rx) = event_channel(config.sensor.event_queue);
+    let writer = EventWriter::start(
+        rx,
+        &config.sensor.log_dir,
+        config.sensor.stdout,
+        tokio::runtime::Handle::current(),
+    )
+    .with_context(|| format!("cannot write events to {}", config.sensor.log_dir.display()))?;
+    let harness = Harness::new(&sensor_name, tx);
+    let limits = limits_from(&config);
+    let mut bound = Vec::new();
+    for (emu, ls) in listeners {
+        for l in ls {
+            tracing::info!(service = emu.service(), addr = %l.local_addr(), "listening");
+            bound.push((emu.service().to_owned(), l.local_addr()));
+            harness.serve(l, emu.clone(), limits.clone());
+        }
+    }
+    Ok(RunningSensor {
+        harness,
+        writer,
+        bound,
+        drain: Duration::from_secs(config.sensor.drain_timeout_secs),
+    })
+}
+
+/// Bind `listen`; if any address cannot be had because it is in use or
+/// privileged and a fallback is configured, bind the fallback instead. An
+/// IPv6 address on a host without IPv6 is skipped with a warning as long as
+/// something else is bound.
+fn bind_service(
+    service: &str,
+    listen: &[SocketAddr],
+    fallback: &[SocketAddr],
+) -> anyhow::Result<Vec<BoundListener>> {
+    match bind_all(service, listen) {
+        Ok(b) => Ok(b),
+        Err((addr, e))
+            if !fallback.is_empty()
+                && matches!(e.kind(), ErrorKind::AddrInUse | ErrorKind::PermissionDenied) =>
+        {
+            tracing::warn!(service, %addr, error = %e, fallback = ?fallback, "cannot bind; using the fallback addresses");
+            bind_all(service, fallback)
+                .map_err(|(addr, e)| anyhow::anyhow!("cannot listen for {service} on {addr}: {e}"))
+        }
+        Err((addr, e)) => Err(anyhow::anyhow!(
+            "cannot listen for {service} on {addr}: {e}"
+        )),
+    }
+}
+
+fn bind_all(
+    service: &str,
+    addrs: &[SocketAddr],
+) -> Result<Vec<BoundListener>, (SocketAddr, std::io::Error)> {
+    let mut out = Vec::new();
+    let mut skipped = None;
+    for &addr in addrs {
+        match bind_listener(addr) {
+            Ok(l) => out.push(l),
+            // No IPv6 on this host: not worth failing for if IPv4 is served.
+            Err(e) if addr.is_ipv6() && ipv6_unavailable(&e) => {
+                tracing::warn!(service, %addr, error = %e, "IPv6 unavailable; skipping");
+                skipped = Some((addr, e));
+            }
+            Err(e) => return Err((addr, e)),
+        }
+    }
+    if out.is_empty() {
+        if let Some(s) = skipped {
+            return Err(s);
+        }
+    }
+    Ok(out)
+}
+
+fn ipv6_unavailable(e: &std::io::Error) -> bool {
+    const EAFNOSUPPORT: i32 = 97;
+    e.kind() == ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(EAFNOSUPPORT)
+}

@@ -1,0 +1,67 @@
+//! The `mirage` command: parses arguments, loads configuration, starts a role.
+//!
+//! Exit codes (a contract other tools rely on): 0 ok, 2 bad usage or
+//! configuration (one line on stderr), 1 failure at run time.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod sensor_cmd;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use cli::{Cli, Command};
+
+/// Exit code for bad usage or configuration.
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Sensor(args) => sensor_cmd::run(args),
+        Command::Init(args) => init(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "mirage", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("MIRAGE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal as _;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn init(args: cli::InitArgs) -> ExitCode {
+    let text = mirage_config::EXAMPLE_TOML;
+    if args.out.as_os_str() == "-" {
+        print!("{text}");
+        return ExitCode::SUCCESS;
+    }
+    if args.out.exists() && !args.force {
+        eprintln!(
+            "mirage init: {} exists (use --force to overwrite)",
+            args.out.display()
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+    match std::fs::write(&args.out, text) {
+        Ok(()) => {
+            eprintln!("wrote {}", args.out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mirage init: cannot write {}: {e}", args.out.display());
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs everything mirage's tests drive: real servers, real clients,
+# scanners, and a Python virtualenv (.venv) with client libraries.
+# Idempotent: installs only what is missing. Needs root (apt-get).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  redis-server redis-tools   # real Redis for conformance tests and benchmarks; redis-cli
+  nmap                       # nmap -sV service detection tests
+  iproute2                   # network namespaces for floods and benches
+  procps                     # ps/pkill-free process inspection
+  chromium                   # the HTML report opened headless
+  python3-venv
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Python client libraries, pinned in scripts/test-requirements.txt.
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+if ! cmp -s scripts/test-requirements.txt .venv/.installed-requirements 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check -r scripts/test-requirements.txt
+  cp scripts/test-requirements.txt .venv/.installed-requirements
+fi
+
+# cargo-fuzz, for the short fuzz runs in CI (stable toolchain, `-s none`).
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  cargo install --locked -q cargo-fuzz
+fi

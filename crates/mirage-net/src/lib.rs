@@ -11,11 +11,13 @@
 pub mod emit;
 pub mod harness;
 pub mod limits;
+pub mod rlimit;
 pub mod session;
 
 pub use emit::{EventRx, EventTx, event_channel};
 pub use harness::{BoundListener, Harness, bind_listener};
 pub use limits::{ConnLimiter, Limits};
+pub use rlimit::raise_fd_limit;
 pub use session::{Session, SessionEnd};
 
 use async_trait::async_trait;

@@ -67,6 +67,13 @@ pub fn limits_from(config: &Config) -> Limits {
 
 /// Bind every enabled service, start the event writer and serve.
 pub async fn start(config: Config) -> anyhow::Result<RunningSensor> {
+    match mirage_net::raise_fd_limit() {
+        Ok(n) if (n as usize) < config.limits.max_connections + 64 => {
+            tracing::warn!(open_files = n, max_connections = config.limits.max_connections, "open-file limit is below max_connections; accept will fail before the cap is reached")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     let sensor_name = config.sensor.effective_name();
     let mut plan: Vec<(Arc<dyn Emulator>, Vec<SocketAddr>, Vec<SocketAddr>)> = Vec::new();
     if config.services.redis.enabled {

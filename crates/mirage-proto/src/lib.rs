@@ -5,3 +5,5 @@
 //! Attackers write the input, so every parser here has a fuzz target in
 //! `fuzz/` and a property test beside it.
 #![forbid(unsafe_code)]
+pub mod resp;
+pub mod syslog;

@@ -51,6 +51,19 @@ pub struct RedisConfig {
     /// Most elements in one multibulk request; more is Redis's
     /// `invalid multibulk length` error. Default 1048576.
     pub max_multibulk_len: u64,
+    /// Working directory CONFIG GET dir reports until a client changes it
+    /// (nothing is ever written there). Default `/var/lib/redis`, Debian's.
+    pub dir: String,
+    /// The `save` schedule CONFIG GET save reports. Default
+    /// `3600 1 300 100 60 10000`, Redis 7's built-in default.
+    pub save: String,
+    /// The `os:` line of INFO (uname: system, release, machine). Default
+    /// `Linux 5.15.0-105-generic x86_64`.
+    pub os: String,
+    /// Imitate a 7.x server started with `enable-protected-configs yes`, so
+    /// CONFIG SET dir/dbfilename succeed and file-write chains run to the
+    /// end. Default false, as Redis 7 ships. No effect before 7.0.
+    pub protected_configs_allowed: bool,
 }
 
 impl Default for RedisConfig {
@@ -66,6 +79,10 @@ impl Default for RedisConfig {
             max_keyspace_bytes: 64 * 1024 * 1024,
             max_bulk_len: 8 * 1024 * 1024,
             max_multibulk_len: 1024 * 1024,
+            dir: "/var/lib/redis".into(),
+            save: "3600 1 300 100 60 10000".into(),
+            os: "Linux 5.15.0-105-generic x86_64".into(),
+            protected_configs_allowed: false,
         }
     }
 }

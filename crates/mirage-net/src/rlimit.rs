@@ -9,7 +9,10 @@
 /// limit, or the error from the kernel.
 #[allow(unsafe_code)]
 pub fn raise_fd_limit() -> std::io::Result<u64> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit only read/write the struct we pass, which
     // lives on this stack frame for the duration of each call.
     unsafe {

@@ -65,29 +65,44 @@ pub fn limits_from(config: &Config) -> Limits {
     }
 }
 
+/// An enabled service and where it should listen.
+struct ServicePlan {
+    emulator: Arc<dyn Emulator>,
+    listen: Vec<SocketAddr>,
+    fallback: Vec<SocketAddr>,
+}
+
 /// Bind every enabled service, start the event writer and serve.
 pub async fn start(config: Config) -> anyhow::Result<RunningSensor> {
     match mirage_net::raise_fd_limit() {
         Ok(n) if (n as usize) < config.limits.max_connections + 64 => {
-            tracing::warn!(open_files = n, max_connections = config.limits.max_connections, "open-file limit is below max_connections; accept will fail before the cap is reached")
+            tracing::warn!(
+                open_files = n,
+                max_connections = config.limits.max_connections,
+                "open-file limit is below max_connections; accept will fail before the cap is reached"
+            )
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
     let sensor_name = config.sensor.effective_name();
-    let mut plan: Vec<(Arc<dyn Emulator>, Vec<SocketAddr>, Vec<SocketAddr>)> = Vec::new();
+    let mut plan: Vec<ServicePlan> = Vec::new();
     if config.services.redis.enabled {
         let r = &config.services.redis;
         let emu = crate::redis::RedisEmulator::new(r.clone())?;
-        plan.push((Arc::new(emu), r.listen.clone(), r.fallback_listen.clone()));
+        plan.push(ServicePlan {
+            emulator: Arc::new(emu),
+            listen: r.listen.clone(),
+            fallback: r.fallback_listen.clone(),
+        });
     }
     if plan.is_empty() {
         bail!("no service is enabled");
     }
     let mut listeners = Vec::new();
-    for (emu, listen, fallback) in plan {
-        let bound = bind_service(emu.service(), &listen, &fallback)?;
-        listeners.push((emu, bound));
+    for p in plan {
+        let bound = bind_service(p.emulator.service(), &p.listen, &p.fallback)?;
+        listeners.push((p.emulator, bound));
     }
 
     let (tx, rx) = event_channel(config.sensor.event_queue);
@@ -158,12 +173,10 @@ fn bind_all(
             Err(e) => return Err((addr, e)),
         }
     }
-    if out.is_empty() {
-        if let Some(s) = skipped {
-            return Err(s);
-        }
+    match skipped {
+        Some(s) if out.is_empty() => Err(s),
+        _ => Ok(out),
     }
-    Ok(out)
 }
 
 fn ipv6_unavailable(e: &std::io::Error) -> bool {

@@ -18,11 +18,11 @@ pub fn run(args: SensorArgs) -> ExitCode {
         },
         None => Config::embedded(),
     };
-    if !args.services.is_empty() {
-        if let Err(e) = config.only_services(&args.services) {
-            eprintln!("mirage: --service: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
+    if !args.services.is_empty()
+        && let Err(e) = config.only_services(&args.services)
+    {
+        eprintln!("mirage: --service: {e}");
+        return ExitCode::from(EXIT_USAGE);
     }
     if let Some(dir) = args.log_dir {
         config.sensor.log_dir = dir;

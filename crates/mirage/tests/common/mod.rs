@@ -1,0 +1,253 @@
+//! Running the real `mirage` binary as a sensor in tests.
+
+#![allow(dead_code)] // each test file uses a different part
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A `mirage sensor` child process with its own log dir, killed on drop.
+pub struct Sensor {
+    pub child: Option<Child>,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl Sensor {
+    /// Start `mirage sensor` serving redis on a free loopback port, with
+    /// `config` (TOML text, may be empty) written to a file.
+    pub fn redis(config: &str) -> Sensor {
+        Sensor::redis_in(config, tempfile::tempdir().unwrap())
+    }
+
+    /// As [`Sensor::redis`], with events under `dir/events` (to restart a
+    /// sensor on the files an earlier one left).
+    pub fn redis_in(config: &str, dir: tempfile::TempDir) -> Sensor {
+        let port = mirage_testkit::free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let cfg = dir.path().join("mirage.toml");
+        std::fs::write(&cfg, config).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_mirage"))
+            .args(["sensor", "--config"])
+            .arg(&cfg)
+            .args(["--service", &format!("redis={addr}"), "--log-dir"])
+            .arg(dir.path().join("events"))
+            .args(["--name", "test-sensor"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        mirage_testkit::wait_for_port(addr, Duration::from_secs(10));
+        Sensor {
+            child: Some(child),
+            addr,
+            dir,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn event_dir(&self) -> PathBuf {
+        self.dir.path().join("events")
+    }
+
+    /// SIGTERM and wait: the graceful path (drain, flush). Returns stderr.
+    pub fn stop(&mut self) -> String {
+        let mut child = self.child.take().expect("running");
+        signal(child.id(), "TERM");
+        let out = wait_with_timeout(&mut child, Duration::from_secs(20));
+        assert_eq!(out.0, Some(0), "sensor exited badly: {}", out.1);
+        out.1
+    }
+
+    /// SIGKILL and wait: the crash path.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        signal(child.id(), "KILL");
+        let _ = child.wait();
+    }
+
+    /// Resident memory of the sensor in KiB (VmRSS), and its peak (VmHWM).
+    pub fn rss_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl Drop for Sensor {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> (Option<i32>, String) {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            return (status.code(), err);
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            panic!("sensor did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every event line in `dir`, parsed; panics on a line that is not JSON.
+pub fn read_events(dir: &Path) -> Vec<Value> {
+    read_events_allowing(dir, 0)
+}
+
+/// As [`read_events`], but up to `torn` lines may be torn (not JSON): a
+/// crash can cut the last write short.
+pub fn read_events_allowing(dir: &Path, torn: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut bad = 0;
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    for f in files {
+        let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
+        if torn == 0 {
+            assert!(
+                text.is_empty() || text.ends_with('\n'),
+                "{} ends mid-line",
+                f.display()
+            );
+        }
+        for (i, line) in text.lines().enumerate() {
+            match serde_json::from_str(line) {
+                Ok(v) => out.push(v),
+                Err(e) => {
+                    bad += 1;
+                    assert!(bad <= torn, "{}:{}: {e}: {line}", f.display(), i + 1);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The events of one kind.
+pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["kind"] == kind).collect()
+}
+
+/// Run redis-cli against the sensor; returns stdout. `input` goes to stdin.
+pub fn redis_cli(port: u16, args: &[&str], input: Option<&[u8]>) -> String {
+    use std::io::Write;
+    let cli = mirage_testkit::require_tool("redis-cli");
+    let mut child = Command::new(cli)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    if let Some(data) = input {
+        stdin.write_all(data).unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "redis-cli {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A private network namespace (needs root), deleted on drop.
+pub struct Netns(String);
+
+impl Netns {
+    pub fn new() -> Netns {
+        let name = format!("mdef_{}", mirage_testkit::unique_suffix());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "`ip netns add` failed: this test needs root");
+        assert!(
+            Command::new("ip")
+                .args(["-n", &name, "link", "set", "lo", "up"])
+                .status()
+                .unwrap()
+                .success()
+        );
+        Netns(name)
+    }
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0, program]);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Does redis-cli inside `ns` get PONG from `port`?
+pub fn ping_in(ns: &Netns, port: u16) -> bool {
+    let cli = mirage_testkit::require_tool("redis-cli");
+    let out = ns
+        .cmd(cli.to_str().unwrap())
+        .args(["-p", &port.to_string(), "ping"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "PONG"
+}
+
+/// Wait (up to 10 s) for PONG from `port` inside `ns`.
+pub fn wait_ping(ns: &Netns, port: u16) {
+    let start = Instant::now();
+    while !ping_in(ns, port) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no PONG on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

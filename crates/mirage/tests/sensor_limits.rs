@@ -1,0 +1,115 @@
+//! Hostile input and floods: the sensor keeps answering within its memory
+//! cap. Huge declared lengths allocate nothing, an endless line is cut at
+//! Redis's inline limit, and 5,000 idle connections cost little.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{Sensor, of_kind, read_events};
+
+/// The memory cap the sensor must stay under in this test (RSS, MiB): the
+/// documented budget for 5,000 idle sessions plus the hostile inputs below.
+const RSS_CAP_MIB: u64 = 128;
+
+fn ping_within(addr: std::net::SocketAddr, limit: Duration) {
+    let start = Instant::now();
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(limit)).unwrap();
+    c.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
+    let mut buf = [0u8; 7];
+    c.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"+PONG\r\n");
+    assert!(start.elapsed() < limit, "PING took {:?}", start.elapsed());
+}
+
+/// Send a request and read until the server closes; returns what it said.
+fn reply_then_close(addr: std::net::SocketAddr, req: &[u8]) -> Vec<u8> {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(req).unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    out
+}
+
+#[test]
+fn hostile_lengths_long_lines_and_idle_flood() {
+    mirage_net::raise_fd_limit().unwrap();
+    let s = Sensor::redis("[limits]\nmax_connections_per_ip = 6000\n");
+    let addr = s.addr;
+    let (rss_start, _) = s.rss_kib();
+
+    // Huge declared lengths: an error and a close, nothing allocated.
+    let r = reply_then_close(addr, b"*2147483647\r\n");
+    assert!(
+        r.starts_with(b"-ERR Protocol error"),
+        "{}",
+        String::from_utf8_lossy(&r)
+    );
+    let r = reply_then_close(addr, b"*1\r\n$2147483647\r\n");
+    assert!(
+        r.starts_with(b"-ERR Protocol error"),
+        "{}",
+        String::from_utf8_lossy(&r)
+    );
+
+    // Declared bulk lengths within the limit but never sent: 300 sessions
+    // each promising 8 MB must not reserve 2.4 GB.
+    let mut promisers = Vec::new();
+    for _ in 0..300 {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"*2\r\n$3\r\nSET\r\n$8000000\r\nabc").unwrap();
+        promisers.push(c);
+    }
+
+    // 100 MB without a newline: cut at the inline limit, like Redis.
+    let mut long = TcpStream::connect(addr).unwrap();
+    long.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let chunk = vec![b'A'; 1 << 20];
+    let mut sent = 0usize;
+    for _ in 0..100 {
+        match long.write_all(&chunk) {
+            Ok(()) => sent += chunk.len(),
+            Err(_) => break, // the sensor closed on us, as it should
+        }
+    }
+    let mut reply = Vec::new();
+    let _ = long.read_to_end(&mut reply);
+    assert!(
+        reply.starts_with(b"-ERR Protocol error: too big inline request"),
+        "after {sent} bytes: {}",
+        String::from_utf8_lossy(&reply)
+    );
+
+    // 5,000 idle connections.
+    let mut idle = Vec::with_capacity(5000);
+    for _ in 0..5000 {
+        idle.push(TcpStream::connect(addr).unwrap());
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    ping_within(addr, Duration::from_secs(1));
+    let (rss, peak) = s.rss_kib();
+    eprintln!("rss start {rss_start} KiB, with 5000 idle + hostile: {rss} KiB, peak {peak} KiB");
+    assert!(
+        peak < RSS_CAP_MIB * 1024,
+        "peak RSS {peak} KiB over the {RSS_CAP_MIB} MiB cap"
+    );
+
+    drop(idle);
+    drop(promisers);
+    let mut s = s;
+    s.stop();
+    let events = read_events(&s.event_dir());
+    let errors = of_kind(&events, "protocol.error");
+    assert!(errors.len() >= 3, "{errors:#?}");
+    assert!(errors.iter().all(|e| e["src_ip"] == "127.0.0.1"));
+    assert_eq!(
+        of_kind(&events, "session.connect").len(),
+        of_kind(&events, "session.close").len()
+    );
+    assert!(of_kind(&events, "session.connect").len() >= 5303);
+}

@@ -23,7 +23,9 @@ BIN="$PWD/target/release/mirage"
 
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # Everything started inside the namespace, by PID (the servers run under
+  # `ip netns exec` in subshells, so $! alone would miss them).
+  for p in $(ip netns pids "$NS" 2>/dev/null) "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   ip netns del "$NS" 2>/dev/null || true
   rm -rf "$TMP"

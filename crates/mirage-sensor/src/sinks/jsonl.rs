@@ -1,9 +1,10 @@
 //! JSON Lines files rotated by UTC day (`events-YYYY-MM-DD.jsonl`), and stdout.
 //!
-//! Durability: events are taken from the queue in batches and each batch is
-//! written with one `write` call as soon as it is taken, so a process crash
-//! (even `kill -9`) loses only events still in the in-memory queue, which
-//! under normal load means those of the last few milliseconds. File data is
+//! Durability: events are taken from the queue in batches (at most 5 ms
+//! apart under load) and each batch is written with one `write` call as soon
+//! as it is taken, so a process crash (even `kill -9`) loses only events
+//! still in the in-memory queue, which under normal load means those of the
+//! last few milliseconds. File data is
 //! also `fdatasync`ed at least once a second, so a machine crash loses at
 //! most about the last second. A torn last line (disk full, power loss) is
 //! closed with a newline before the next write, so every line stays whole.
@@ -39,6 +40,11 @@ pub struct EventWriter {
 const BATCH: usize = 4096;
 /// How often written data is synced to disk.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// After a batch smaller than [`BATCH`], wait this long before taking the
+/// next one, so that under load events coalesce into few large writes
+/// instead of waking this thread for every event (a busy honeypot emits one
+/// event per command). Bounds how late an event reaches the kernel.
+const COALESCE: Duration = Duration::from_millis(5);
 
 impl EventWriter {
     /// Start writing events from `rx` into `dir` (and stdout if `stdout`).
@@ -176,6 +182,9 @@ fn writer_loop(
         }
         if closed {
             break;
+        }
+        if got.is_ok() && !rx.is_closed() && rx.len() < BATCH {
+            std::thread::sleep(COALESCE);
         }
     }
 }

@@ -20,6 +20,9 @@ pub enum Command {
     Sensor(SensorArgs),
     /// Write the annotated example configuration.
     Init(InitArgs),
+    /// Analyse captures (mirage JSONL, tcppc-go, netfilter LOG lines): counts,
+    /// top ports, scans, countries, payload search; text, JSON, CSV or HTML.
+    Report(Box<mirage_report::ReportArgs>),
     /// Print shell completions.
     Completions {
         /// Shell to generate for.

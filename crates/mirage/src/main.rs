@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Sensor(args) => sensor_cmd::run(args),
         Command::Init(args) => init(args),
+        Command::Report(args) => mirage_report::run(*args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "mirage", &mut std::io::stdout());
             ExitCode::SUCCESS

@@ -30,6 +30,13 @@ impl Rows {
         }
         self.0.push('\n');
     }
+
+    /// One row per `(field, value)` of the same record.
+    fn fields(&mut self, table: &str, key: &str, fields: &[(&str, &dyn ToString)]) {
+        for (field, value) in fields {
+            self.row(table, key, field, *value);
+        }
+    }
 }
 
 /// Render the report as CSV.
@@ -50,11 +57,17 @@ pub fn render(r: &Report) -> String {
     }
     for (name, rows) in [("day", &r.days), ("bucket", &r.buckets)] {
         for b in rows.iter() {
-            w.row(name, &b.start, "events", &b.events);
-            w.row(name, &b.start, "connections", &b.connections);
-            w.row(name, &b.start, "distinct_sources", &b.distinct_sources);
-            w.row(name, &b.start, "distinct_ports", &b.distinct_ports);
-            w.row(name, &b.start, "estimated", &b.estimated);
+            w.fields(
+                name,
+                &b.start,
+                &[
+                    ("events", &b.events),
+                    ("connections", &b.connections),
+                    ("distinct_sources", &b.distinct_sources),
+                    ("distinct_ports", &b.distinct_ports),
+                    ("estimated", &b.estimated),
+                ],
+            );
         }
     }
     for (name, rows) in [
@@ -62,34 +75,46 @@ pub fn render(r: &Report) -> String {
         ("top_ports_by_sources", &r.top_ports_by_sources),
     ] {
         for p in rows.iter() {
-            let k = p.port.to_string();
-            w.row(name, &k, "events", &p.events);
-            w.row(name, &k, "connections", &p.connections);
-            w.row(name, &k, "distinct_sources", &p.distinct_sources);
+            w.fields(
+                name,
+                &p.port.to_string(),
+                &[
+                    ("events", &p.events),
+                    ("connections", &p.connections),
+                    ("distinct_sources", &p.distinct_sources),
+                ],
+            );
         }
     }
     for s in &r.top_sources {
-        w.row("top_sources", &s.ip, "events", &s.events);
-        w.row("top_sources", &s.ip, "connections", &s.connections);
-        w.row("top_sources", &s.ip, "distinct_ports", &s.distinct_ports);
-        w.row("top_sources", &s.ip, "first_seen", &s.first_seen);
-        w.row("top_sources", &s.ip, "last_seen", &s.last_seen);
-        w.row(
+        w.fields(
             "top_sources",
             &s.ip,
-            "country",
-            &s.country.clone().unwrap_or_default(),
+            &[
+                ("events", &s.events),
+                ("connections", &s.connections),
+                ("distinct_ports", &s.distinct_ports),
+                ("first_seen", &s.first_seen),
+                ("last_seen", &s.last_seen),
+                ("country", &s.country.clone().unwrap_or_default()),
+            ],
         );
     }
     for s in &r.scans {
-        w.row("scan", &s.src, "kind", &s.kind);
-        w.row("scan", &s.src, "distinct_ports", &s.distinct_ports);
-        w.row("scan", &s.src, "distinct_hosts", &s.distinct_hosts);
-        w.row("scan", &s.src, "peak_ports", &s.peak_ports);
-        w.row("scan", &s.src, "peak_hosts", &s.peak_hosts);
-        w.row("scan", &s.src, "first_seen", &s.first_seen);
-        w.row("scan", &s.src, "last_seen", &s.last_seen);
-        w.row("scan", &s.src, "span_seconds", &s.span_seconds);
+        w.fields(
+            "scan",
+            &s.src,
+            &[
+                ("kind", &s.kind),
+                ("distinct_ports", &s.distinct_ports),
+                ("distinct_hosts", &s.distinct_hosts),
+                ("peak_ports", &s.peak_ports),
+                ("peak_hosts", &s.peak_hosts),
+                ("first_seen", &s.first_seen),
+                ("last_seen", &s.last_seen),
+                ("span_seconds", &s.span_seconds),
+            ],
+        );
     }
     for c in &r.geo.countries {
         w.row("country", &c.code, "name", &c.name);

@@ -1,12 +1,15 @@
 //! The HTML report: one self-contained page (inline CSS and SVG, no script,
 //! no external resource), with the seed's charts and the tables behind
-//! them. Every value is escaped; payload excerpts are escaped twice over
-//! (printable ASCII first, then HTML).
+//! them. The tables come from [`super::tables`]; this module adds the
+//! sections, prose and charts around them. Every value is escaped here, at
+//! rendering; payload excerpts are escaped twice over (printable ASCII
+//! first, when the report is built, then HTML).
 
 use std::fmt::Write as _;
 
 use super::escape_html as esc;
 use super::svg;
+use super::tables::{self, Table, opt};
 use crate::report::Report;
 use crate::time;
 
@@ -18,20 +21,20 @@ th{background:#f4f4f4}code{font-size:12px;word-break:break-all}\
 .chart{display:block;margin:10px 0;border:1px solid #eee}\
 .ct{font-size:14px;font-weight:bold}.ax{font-size:11px;fill:#444}.note{color:#555}";
 
-fn table(out: &mut String, headers: &[&str], rows: &[Vec<String>], numeric: &[bool]) {
-    if rows.is_empty() {
+fn table(out: &mut String, t: &Table) {
+    if t.rows.is_empty() {
         out.push_str("<p class=\"note\">none</p>");
         return;
     }
     out.push_str("<table><tr>");
-    for h in headers {
+    for h in &t.headers {
         let _ = write!(out, "<th>{}</th>", esc(h));
     }
     out.push_str("</tr>");
-    for r in rows {
+    for r in &t.rows {
         out.push_str("<tr>");
         for (i, c) in r.iter().enumerate() {
-            if numeric.get(i).copied().unwrap_or(false) {
+            if t.numeric.get(i).copied().unwrap_or(false) {
                 let _ = write!(out, "<td class=\"n\">{}</td>", esc(c));
             } else {
                 let _ = write!(out, "<td>{}</td>", esc(c));
@@ -106,25 +109,7 @@ pub fn render(r: &Report) -> String {
         &series(&r.buckets),
         false,
     ));
-    let rows: Vec<_> = r
-        .days
-        .iter()
-        .map(|d| {
-            vec![
-                d.start[..10].to_owned(),
-                d.events.to_string(),
-                d.connections.to_string(),
-                d.distinct_sources.to_string(),
-                d.distinct_ports.to_string(),
-            ]
-        })
-        .collect();
-    table(
-        &mut o,
-        &["day", "events", "connections", "sources", "ports"],
-        &rows,
-        &[false, true, true, true, true],
-    );
+    table(&mut o, &tables::days(r));
 
     o.push_str("<h2>Ports</h2>");
     let items: Vec<_> = r
@@ -145,35 +130,7 @@ pub fn render(r: &Report) -> String {
     ));
 
     o.push_str("<h2>Sources</h2>");
-    let rows: Vec<_> = r
-        .top_sources
-        .iter()
-        .map(|s| {
-            vec![
-                s.ip.clone(),
-                s.events.to_string(),
-                s.connections.to_string(),
-                s.distinct_ports.to_string(),
-                s.country.clone().unwrap_or_else(|| "-".into()),
-                s.first_seen.clone(),
-                s.last_seen.clone(),
-            ]
-        })
-        .collect();
-    table(
-        &mut o,
-        &[
-            "source",
-            "events",
-            "connections",
-            "ports",
-            "country",
-            "first seen",
-            "last seen",
-        ],
-        &rows,
-        &[false, true, true, true, false, false, false],
-    );
+    table(&mut o, &tables::top_sources(r));
 
     o.push_str("<h2>Countries</h2>");
     match &r.geo.note {
@@ -189,27 +146,9 @@ pub fn render(r: &Report) -> String {
                 .map(|c| (format!("{} {}", c.code, c.name), c.events))
                 .collect();
             o.push_str(&svg::bar_chart("Events by country", &items, "#7c3aed"));
-            let rows: Vec<_> = r
-                .geo
-                .asns
-                .iter()
-                .take(r.params.top)
-                .map(|a| {
-                    vec![
-                        format!("AS{}", a.asn),
-                        a.org.clone(),
-                        a.events.to_string(),
-                        a.sources.to_string(),
-                    ]
-                })
-                .collect();
-            if !rows.is_empty() {
-                table(
-                    &mut o,
-                    &["asn", "organisation", "events", "sources"],
-                    &rows,
-                    &[false, false, true, true],
-                );
+            let asns = tables::asns(r);
+            if !asns.rows.is_empty() {
+                table(&mut o, &asns);
             }
         }
     }
@@ -235,34 +174,7 @@ pub fn render(r: &Report) -> String {
         })
         .collect();
     o.push_str(&svg::timeline("Scan timeline", &rows));
-    let rows: Vec<_> = shown
-        .iter()
-        .map(|s| {
-            vec![
-                s.src.clone(),
-                s.kind.clone(),
-                s.distinct_ports.to_string(),
-                s.peak_ports.to_string(),
-                s.distinct_hosts.to_string(),
-                s.first_seen.clone(),
-                s.last_seen.clone(),
-            ]
-        })
-        .collect();
-    table(
-        &mut o,
-        &[
-            "source",
-            "kind",
-            "ports",
-            "peak ports",
-            "hosts",
-            "first seen",
-            "last seen",
-        ],
-        &rows,
-        &[false, false, true, true, true, false, false],
-    );
+    table(&mut o, &tables::scans(r, &shown));
 
     let p = &r.payloads;
     let _ = write!(
@@ -270,55 +182,8 @@ pub fn render(r: &Report) -> String {
         "<h2>Payloads</h2><p>{} events carry payload bytes; {} match a tag or pattern.</p>",
         p.events_with_payload, p.hits_total
     );
-    let mut rows: Vec<_> = p
-        .tags
-        .iter()
-        .map(|m| {
-            vec![
-                m.name.clone(),
-                m.events.to_string(),
-                m.sources.to_string(),
-                m.description.clone(),
-            ]
-        })
-        .collect();
-    rows.extend(p.grep.iter().map(|g| {
-        vec![
-            format!("grep /{}/", g.name),
-            g.events.to_string(),
-            g.sources.to_string(),
-            String::new(),
-        ]
-    }));
-    table(
-        &mut o,
-        &["tag / pattern", "events", "sources", "what"],
-        &rows,
-        &[false, true, true, false],
-    );
-    let rows: Vec<_> = p
-        .hits
-        .iter()
-        .map(|h| {
-            let mut what = h.tags.clone();
-            what.extend(h.patterns.iter().map(|g| format!("/{g}/")));
-            vec![
-                h.ts.clone(),
-                h.src.clone(),
-                h.dst_port
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                what.join(", "),
-                h.excerpt.clone(),
-            ]
-        })
-        .collect();
-    table(
-        &mut o,
-        &["time", "source", "port", "matched", "excerpt"],
-        &rows,
-        &[false, false, true, false, false],
-    );
+    table(&mut o, &tables::payload_tags(r));
+    table(&mut o, &tables::payload_hits(r));
 
     if let Some(sessions) = &r.sessions {
         let _ = write!(o, "<h2>Sessions</h2><p>{} sessions.</p>", sessions.len());
@@ -328,22 +193,10 @@ pub fn render(r: &Report) -> String {
                 "<h3><code>{}</code> {} &rarr; port {} ({})</h3>",
                 esc(&s.id),
                 esc(&s.src),
-                s.dst_port
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|| "-".into()),
+                opt(&s.dst_port),
                 esc(&s.service)
             );
-            let rows: Vec<_> = s
-                .events
-                .iter()
-                .map(|e| vec![e.ts.clone(), e.kind.clone(), e.detail.clone()])
-                .collect();
-            table(
-                &mut o,
-                &["time", "kind", "detail"],
-                &rows,
-                &[false, false, false],
-            );
+            table(&mut o, &tables::session_events(s));
         }
     }
 
@@ -353,18 +206,7 @@ pub fn render(r: &Report) -> String {
             "<h2>Skipped lines</h2><p>{} lines skipped.</p>",
             r.skipped.total
         );
-        let rows: Vec<_> = r
-            .skipped
-            .lines
-            .iter()
-            .map(|l| vec![l.input.clone(), l.line.to_string(), l.reason.clone()])
-            .collect();
-        table(
-            &mut o,
-            &["input", "line", "reason"],
-            &rows,
-            &[false, true, false],
-        );
+        table(&mut o, &tables::skipped(r));
     }
     let _ = writeln!(
         o,

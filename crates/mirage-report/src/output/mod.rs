@@ -3,6 +3,7 @@
 mod csv;
 mod html;
 mod svg;
+mod tables;
 mod text;
 
 use crate::Format;

@@ -61,7 +61,10 @@ impl LogParser {
         let before = out.len();
         // Lines are text; invalid UTF-8 (attacker bytes in a user name) is
         // escaped rather than rejected so the rest of the line still counts.
-        let text = String::from_utf8_lossy(message);
+        let text = match std::str::from_utf8(message) {
+            Ok(t) => std::borrow::Cow::Borrowed(t),
+            Err(_) => String::from_utf8_lossy(message),
+        };
         let text = text.trim_matches(|c: char| c == ' ' || c == '\n' || c == '\r' || c == '\0');
         match service {
             Service::Ssh => sshd::parse(text, out),
@@ -94,7 +97,37 @@ pub fn parse_ip(s: &str) -> Option<IpAddr> {
     if s.is_empty() || s.len() > 45 {
         return None;
     }
+    if let Some(v4) = parse_ipv4_fast(s.as_bytes()) {
+        return Some(IpAddr::V4(v4));
+    }
     s.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+}
+
+/// Plain dotted-quad IPv4, the common case, without the general parser.
+/// Accepts only what `Ipv4Addr`'s `FromStr` accepts with the same value
+/// (four 1-3 digit octets up to 255, no leading zeros); `None` sends
+/// anything else (IPv6, odd forms, garbage) to the general parser.
+fn parse_ipv4_fast(s: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = s.split(|&b| b == b'.');
+    for o in &mut octets {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p[0] == b'0') {
+            return None;
+        }
+        let mut v: u16 = 0;
+        for &b in p {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + u16::from(b - b'0');
+        }
+        *o = u8::try_from(v).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(std::net::Ipv4Addr::from(octets))
 }
 
 /// Cut `s` to at most `max` bytes on a character boundary; says whether it
@@ -148,6 +181,34 @@ mod tests {
         assert_eq!(parse_ip("10.0.0.1"), Some("10.0.0.1".parse().unwrap()));
         assert_eq!(parse_ip("host.example"), None);
         assert_eq!(parse_ip(""), None);
+    }
+
+    #[test]
+    fn fast_ipv4_agrees_with_std() {
+        for s in [
+            "1.2.3.4",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..3.4",
+            "1.2.3.4 ",
+            "+1.2.3.4",
+            "1.2.3.-4",
+            "1000.1.1.1",
+            "10.0.0.255",
+            "a.b.c.d",
+            "::1",
+        ] {
+            assert_eq!(
+                parse_ipv4_fast(s.as_bytes()),
+                s.parse::<std::net::Ipv4Addr>().ok(),
+                "{s}"
+            );
+        }
     }
 
     #[test]

@@ -19,6 +19,9 @@
 //! taken after the *last* ` from `, where sshd's own text follows.
 
 use std::net::IpAddr;
+use std::sync::LazyLock;
+
+use memchr::memmem::{Finder, FinderRev};
 
 use mirage_core::AuthResult;
 
@@ -69,8 +72,9 @@ fn parse_one(line: &str, out: &mut Vec<LogRecord>) {
         None => (line, false),
     };
     let before = out.len();
-    let Some(first) = line.split(' ').next() else {
-        return;
+    let first = match memchr::memchr(b' ', line.as_bytes()) {
+        Some(i) => &line[..i],
+        None => line,
     };
     match first {
         "Failed" | "Accepted" => auth_log(line, out),
@@ -142,7 +146,10 @@ fn parse_one(line: &str, out: &mut Vec<LogRecord>) {
 
 /// `<ip> port <port>` at the start of `s`; returns the rest after the port.
 pub(crate) fn addr_port(s: &str) -> Option<(IpAddr, Option<u16>, &str)> {
-    let (ip, rest) = s.split_once(' ').unwrap_or((s, ""));
+    let (ip, rest) = match memchr::memchr(b' ', s.as_bytes()) {
+        Some(i) => (&s[..i], &s[i + 1..]),
+        None => (s, ""),
+    };
     let ip = parse_ip(ip)?;
     match rest.strip_prefix("port ") {
         Some(p) => {
@@ -165,7 +172,8 @@ fn user_part(s: &str) -> (String, bool) {
 
 /// The sshd text after the last ` from `: `IP port N[ ssh2][: extra]`.
 fn split_from(s: &str) -> Option<(&str, IpAddr, Option<u16>, &str)> {
-    let i = s.rfind(" from ")?;
+    static FROM: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(b" from "));
+    let i = FROM.rfind(s.as_bytes())?;
     let (ip, port, rest) = addr_port(&s[i + 6..])?;
     Some((&s[..i], ip, port, rest))
 }
@@ -178,13 +186,18 @@ fn auth_log(line: &str, out: &mut Vec<LogRecord>) {
     } else {
         return;
     };
-    let Some((method, rest)) = rest.split_once(" for ") else {
+    static FOR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b" for "));
+    let Some(i) = FOR.find(rest.as_bytes()) else {
         return;
     };
-    if method.is_empty() || method.contains(' ') || method.len() > 64 {
+    let (method, rest) = (&rest[..i], &rest[i + 5..]);
+    if method.is_empty() || method.len() > 64 || method.bytes().any(|b| b == b' ') {
         return;
     }
-    let method = method.split('/').next().unwrap_or(method);
+    let method = match memchr::memchr(b'/', method.as_bytes()) {
+        Some(j) => &method[..j],
+        None => method,
+    };
     let Some((user, ip, port, tail)) = split_from(rest) else {
         return;
     };

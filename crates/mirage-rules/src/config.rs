@@ -60,8 +60,9 @@ pub struct WhitelistDef {
 pub struct LimitsDef {
     /// Most group keys (e.g. source addresses) one rule tracks at a time.
     /// When a new key arrives at the cap, the key updated least recently is
-    /// forgotten (its partial window is lost). Each key costs about 100
-    /// bytes plus its text. Default 100000.
+    /// forgotten (its partial window is lost). Each key costs about 150
+    /// bytes plus its window (8 bytes per counted event) and, past 51
+    /// bytes, its text. Default 100000.
     #[serde(default = "default_max_keys")]
     pub max_keys_per_rule: usize,
     /// Most decisions active at once; at the cap the one expiring soonest
@@ -281,8 +282,8 @@ pub struct Rule {
     pub(crate) services: Vec<String>,
     pub(crate) kinds: Vec<String>,
     pub(crate) origin: Option<Origin>,
-    pub(crate) fields: Vec<(Field, Regex)>,
-    pub(crate) exclude: Vec<(Field, Regex)>,
+    pub(crate) fields: Vec<(Field, Matcher)>,
+    pub(crate) exclude: Vec<(Field, Matcher)>,
     pub(crate) group_by: Vec<Field>,
     pub(crate) count: u32,
     pub(crate) window_micros: i64,
@@ -409,7 +410,7 @@ fn field(text: &str, name: &Spanned<String>) -> Result<Field, RuleError> {
 fn regexes(
     text: &str,
     map: &BTreeMap<Spanned<String>, Spanned<String>>,
-) -> Result<Vec<(Field, Regex)>, RuleError> {
+) -> Result<Vec<(Field, Matcher)>, RuleError> {
     let mut out = Vec::new();
     for (k, v) in map {
         let f = field(text, k)?;
@@ -417,9 +418,60 @@ fn regexes(
             .size_limit(1 << 20)
             .build()
             .map_err(|e| RuleError::at(text, v.span(), format!("invalid regex: {e}")))?;
-        out.push((f, re));
+        out.push((f, Matcher::new(re)));
     }
     Ok(out)
+}
+
+/// A field regex, with a shortcut for the common whole-value literal
+/// (`^failure$`, `^ssh\.invalid_user$`): string equality gives the same
+/// answer as the regex (`^`/`$` without the `m` flag anchor at the ends of
+/// the value) without running an automaton per event.
+#[derive(Debug, Clone)]
+pub(crate) struct Matcher {
+    re: Regex,
+    exact: Option<Box<str>>,
+}
+
+impl Matcher {
+    fn new(re: Regex) -> Self {
+        let exact = anchored_literal(re.as_str()).map(String::into_boxed_str);
+        Matcher { re, exact }
+    }
+
+    /// Whether the regex matches `s`.
+    pub(crate) fn is_match(&self, s: &str) -> bool {
+        match &self.exact {
+            Some(lit) => **lit == *s,
+            None => self.re.is_match(s),
+        }
+    }
+
+    /// The regex as written.
+    pub(crate) fn as_str(&self) -> &str {
+        self.re.as_str()
+    }
+}
+
+/// The literal `L` of a pattern `^L$` made only of ASCII letters, digits,
+/// `_` and escaped punctuation; `None` for anything else (flags, classes,
+/// repetition, alternation, non-ASCII), which stays a regex.
+fn anchored_literal(pattern: &str) -> Option<String> {
+    let body = pattern.strip_prefix('^')?.strip_suffix('$')?;
+    let mut lit = String::with_capacity(body.len());
+    let mut bytes = body.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => lit.push(char::from(b)),
+            b'\\' => match bytes.next()? {
+                e @ (b'.' | b'+' | b'*' | b'?' | b'(' | b')' | b'|' | b'[' | b']' | b'{' | b'}'
+                | b'^' | b'$' | b'#' | b'&' | b'-' | b'~' | b'\\') => lit.push(char::from(e)),
+                _ => return None,
+            },
+            _ => return None,
+        }
+    }
+    Some(lit)
 }
 
 fn duration(text: &str, s: &Spanned<String>) -> Result<i64, RuleError> {
@@ -541,6 +593,39 @@ mod tests {
         assert_eq!((e.line, e.column), (2, 10), "{e}");
         let e = RuleSet::parse("[[rule]]\nname = \"a\"\n[[rule]]\nname = \"a\"\n").unwrap_err();
         assert!(e.message.contains("duplicate"));
+    }
+
+    #[test]
+    fn literal_shortcut_agrees_with_regex() {
+        for (pat, lit) in [
+            ("^failure$", Some("failure")),
+            ("^ssh\\.invalid_user$", Some("ssh.invalid_user")),
+            ("^$", Some("")),
+            ("^a.c$", None),
+            ("^(?i)pam$", None),
+            ("^pam", None),
+            ("pam$", None),
+            ("^pam\\$", None),
+            ("^p\\dm$", None),
+            ("^pa m$", None),
+        ] {
+            assert_eq!(anchored_literal(pat).as_deref(), lit, "{pat}");
+            let m = Matcher::new(Regex::new(pat).unwrap());
+            for v in [
+                "",
+                "failure",
+                "failure\n",
+                "Failure",
+                "ssh.invalid_user",
+                "sshxinvalid_user",
+                "pam",
+                "abc",
+                "pa m",
+                "p5m",
+            ] {
+                assert_eq!(m.is_match(v), m.re.is_match(v), "{pat} on {v:?}");
+            }
+        }
     }
 
     #[test]

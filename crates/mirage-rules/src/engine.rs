@@ -133,6 +133,10 @@ pub struct Engine {
     now: i64,
     stats: Stats,
     key_buf: String,
+    /// Group-key parts of the current observation: field and its escaped
+    /// text's range in `part_text` (`None`: the observation lacks it).
+    parts: Vec<(Field, Option<(usize, usize)>)>,
+    part_text: String,
 }
 
 impl std::fmt::Debug for Engine {
@@ -166,6 +170,8 @@ impl Engine {
             now: i64::MIN,
             stats: Stats::default(),
             key_buf: String::new(),
+            parts: Vec::new(),
+            part_text: String::new(),
         }
     }
 
@@ -227,6 +233,8 @@ impl Engine {
         }
         let mut service = None;
         let mut kind = None;
+        self.parts.clear();
+        self.part_text.clear();
         for ri in 0..self.rules.len() {
             let rule = &self.rules[ri].rule;
             if !rule.services.is_empty() {
@@ -255,19 +263,24 @@ impl Engine {
             key.clear();
             let mut complete = true;
             for (n, f) in rule.group_by.iter().enumerate() {
-                let Some(v) = obs.field(*f) else {
+                // Several rules group by the same fields (src_ip): each is
+                // written and escaped once per observation.
+                let part = match self.parts.iter().find(|(g, _)| g == f) {
+                    Some(&(_, part)) => part,
+                    None => {
+                        let part = write_part(obs, *f, &mut self.part_text);
+                        self.parts.push((*f, part));
+                        part
+                    }
+                };
+                let Some((start, end)) = part else {
                     complete = false;
                     break;
                 };
                 if n > 0 {
                     key.push('|');
                 }
-                for c in v.chars() {
-                    if c == '|' || c == '\\' {
-                        key.push('\\');
-                    }
-                    key.push(c);
-                }
+                key.push_str(&self.part_text[start..end]);
             }
             if !complete {
                 self.key_buf = key;
@@ -290,11 +303,19 @@ impl Engine {
                 true
             } else {
                 let before = state.keys.evictions;
-                let w = state.keys.entry(&key, || {
-                    if is_distinct {
-                        Window::Distinct(Vec::new())
-                    } else {
-                        Window::Count(Vec::with_capacity(count as usize))
+                let w = state.keys.entry_with(&key, |w| match w {
+                    // Recycled from an evicted key: keep the allocation.
+                    Window::Count(times) if !is_distinct => {
+                        times.clear();
+                        times.reserve(count as usize);
+                    }
+                    Window::Distinct(values) if is_distinct => values.clear(),
+                    w => {
+                        *w = if is_distinct {
+                            Window::Distinct(Vec::new())
+                        } else {
+                            Window::Count(Vec::with_capacity(count as usize))
+                        }
                     }
                 });
                 let fired = w.add(t, distinct_value.as_deref(), count, window);
@@ -450,6 +471,30 @@ impl Engine {
             ..self.stats.clone()
         }
     }
+}
+
+/// Append `field`'s value to `text`, with `|` and `\\` escaped so joined
+/// tuples cannot collide; its range, or `None` if the observation lacks it.
+fn write_part(obs: &dyn Observation, field: Field, text: &mut String) -> Option<(usize, usize)> {
+    let start = text.len();
+    if !obs.write_field(field, text) {
+        text.truncate(start);
+        return None;
+    }
+    // Written as is; escaped after the fact in the rare case it needs it.
+    if text.as_bytes()[start..]
+        .iter()
+        .any(|&b| b == b'|' || b == b'\\')
+    {
+        let v = text.split_off(start);
+        for c in v.chars() {
+            if c == '|' || c == '\\' {
+                text.push('\\');
+            }
+            text.push(c);
+        }
+    }
+    Some((start, text.len()))
 }
 
 fn matches_rule(rule: &Rule, obs: &dyn Observation) -> bool {

@@ -114,12 +114,108 @@ pub trait Observation {
     fn src_ip(&self) -> Option<IpAddr>;
     /// A field's value, if the observation has it.
     fn field(&self, field: Field) -> Option<Cow<'_, str>>;
+    /// Append a field's value (the text [`Observation::field`] gives) to
+    /// `out`; false, appending nothing, if the observation lacks it. The
+    /// engine builds group keys with this, so implementations can write
+    /// numbers and addresses without an intermediate string.
+    fn write_field(&self, field: Field, out: &mut String) -> bool {
+        match self.field(field) {
+            Some(v) => {
+                out.push_str(&v);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 fn ip_text(ip: IpAddr) -> Cow<'static, str> {
     let mut s = String::with_capacity(15);
-    let _ = write!(s, "{ip}");
+    push_ip(&mut s, ip);
     Cow::Owned(s)
+}
+
+/// Append `ip` as its `Display` form (dotted decimal for IPv4, without
+/// going through the formatting machinery).
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut buf = [0u8; 15];
+            let mut n = 0;
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if o >= 100 {
+                    buf[n] = b'0' + o / 100;
+                    n += 1;
+                }
+                if o >= 10 {
+                    buf[n] = b'0' + o / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + o % 10;
+                n += 1;
+            }
+            // Digits and dots only.
+            out.push_str(std::str::from_utf8(&buf[..n]).unwrap_or_default());
+        }
+        IpAddr::V6(_) => {
+            let _ = write!(out, "{ip}");
+        }
+    }
+}
+
+/// Append `n` in decimal, as `Display` writes it.
+fn push_u16(out: &mut String, n: u16) {
+    let mut buf = [0u8; 5];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
+/// The cheap fields of either kind of observation, written straight into
+/// `out`; `None` for the others.
+fn write_common(
+    field: Field,
+    src_ip: IpAddr,
+    src_port: Option<u16>,
+    dst_ip: Option<IpAddr>,
+    dst_port: Option<u16>,
+    out: &mut String,
+) -> Option<bool> {
+    let port = |p: Option<u16>, out: &mut String| match p {
+        Some(p) => {
+            push_u16(out, p);
+            true
+        }
+        None => false,
+    };
+    Some(match field {
+        Field::SrcIp => {
+            push_ip(out, src_ip);
+            true
+        }
+        Field::SrcPort => port(src_port, out),
+        Field::DstIp => match dst_ip {
+            Some(ip) => {
+                push_ip(out, ip);
+                true
+            }
+            None => false,
+        },
+        Field::DstPort => port(dst_port, out),
+        _ => return None,
+    })
 }
 
 fn result_text(r: AuthResult) -> &'static str {
@@ -194,6 +290,26 @@ impl Observation for Event {
                 Some(Cow::Borrowed(technique))
             }
             _ => None,
+        }
+    }
+
+    fn write_field(&self, field: Field, out: &mut String) -> bool {
+        if let Some(written) = write_common(
+            field,
+            self.src_ip,
+            self.src_port,
+            self.dst_ip,
+            self.dst_port,
+            out,
+        ) {
+            return written;
+        }
+        match self.field(field) {
+            Some(v) => {
+                out.push_str(&v);
+                true
+            }
+            None => false,
         }
     }
 }
@@ -272,6 +388,21 @@ impl Observation for LogEvent<'_> {
             _ => None,
         }
     }
+
+    fn write_field(&self, field: Field, out: &mut String) -> bool {
+        let r = self.record;
+        if let Some(written) = write_common(field, r.src_ip, r.src_port, r.dst_ip, r.dst_port, out)
+        {
+            return written;
+        }
+        match self.field(field) {
+            Some(v) => {
+                out.push_str(&v);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -285,5 +416,44 @@ mod tests {
             assert_eq!(f.name(), n);
         }
         assert_eq!(Field::from_name("nope"), None);
+    }
+
+    #[test]
+    fn write_field_matches_field() {
+        use mirage_logparse::Service;
+        for (src, dst) in [
+            ("0.0.0.0", Some("255.255.255.255")),
+            ("10.20.3.199", None),
+            ("2001:db8::1", Some("::ffff:1.2.3.4")),
+        ] {
+            for port in [None, Some(0), Some(9), Some(10), Some(65535)] {
+                let mut r = LogRecord::new(
+                    Service::Ssh,
+                    src.parse().unwrap(),
+                    RecordKind::AuthAttempt {
+                        method: "password".into(),
+                        username: Some("a|b".into()),
+                        password: None,
+                        key_fingerprint: None,
+                        result: AuthResult::Failure,
+                    },
+                );
+                r.src_port = port;
+                r.dst_port = port;
+                r.dst_ip = dst.map(|d| d.parse().unwrap());
+                let e = LogEvent::new(&r, "h", 1);
+                for (_, f) in Field::ALL {
+                    let mut out = String::from("x");
+                    let written = e.write_field(f, &mut out);
+                    match e.field(f) {
+                        Some(v) => {
+                            assert!(written);
+                            assert_eq!(out, format!("x{v}"));
+                        }
+                        None => assert!(!written && out == "x"),
+                    }
+                }
+            }
+        }
     }
 }

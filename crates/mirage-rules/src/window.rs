@@ -15,9 +15,11 @@
 //! recently goes; since events arrive roughly in time order, that is the
 //! key whose window is oldest, the one least likely to fire.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 
-const NIL: usize = usize::MAX;
+use hashbrown::HashTable;
+
+const NIL: u32 = u32::MAX;
 
 /// The window of one key.
 #[derive(Debug, Clone)]
@@ -83,38 +85,117 @@ impl Window {
     }
 }
 
+/// Key bytes kept inside the slot itself; longer keys go to `Slot::heap`.
+const INLINE_KEY: usize = 51;
+/// `Slot::inline_len` of a key kept in `Slot::heap`.
+const HEAP_KEY: u8 = u8::MAX;
+
+/// One key and its window. The first cache line holds what a lookup and
+/// the LRU list touch (hash, links, a short key's bytes), so the common
+/// lookup reads one line of the slot instead of the slot plus a separate
+/// heap block for the key.
 #[derive(Debug)]
+#[repr(C, align(64))]
 struct Slot {
-    key: Box<str>,
+    /// The high half of the key's hash (see [`Bucket`]), so evicting a
+    /// key needs neither its text nor a rehash.
+    hash: u32,
+    prev: u32,
+    next: u32,
+    /// Length of a key held in `inline`, or [`HEAP_KEY`].
+    inline_len: u8,
+    inline: [u8; INLINE_KEY],
+    /// A key longer than [`INLINE_KEY`]. A freed slot keeps the buffer
+    /// for the next long key.
+    heap: Vec<u8>,
     window: Window,
-    prev: usize,
-    next: usize,
+}
+
+impl Slot {
+    fn key(&self) -> &[u8] {
+        if self.inline_len == HEAP_KEY {
+            &self.heap
+        } else {
+            &self.inline[..usize::from(self.inline_len)]
+        }
+    }
+
+    fn set_key(&mut self, key: &[u8]) {
+        match self.inline.get_mut(..key.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(key);
+                // Fits: at most INLINE_KEY < HEAP_KEY.
+                self.inline_len = key.len() as u8;
+            }
+            None => {
+                self.heap.clear();
+                self.heap.extend_from_slice(key);
+                self.inline_len = HEAP_KEY;
+            }
+        }
+    }
+}
+
+/// What the hash table holds per key: the slot index and the high half of
+/// the key's hash, so growing the table and evicting a key need neither
+/// the key's text nor its slot.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    slot: u32,
+    hash: u32,
+}
+
+/// The table hash of a key, rebuilt from the 32 bits a [`Bucket`] keeps:
+/// hashbrown takes its 7-bit tag from the top bits and the position from
+/// the low bits, so both come from the same well-mixed 32 bits.
+fn table_hash(h: u32) -> u64 {
+    (u64::from(h) << 32) | u64::from(h)
 }
 
 /// Keys to windows, at most `cap` of them, least recently updated evicted
 /// first.
-#[derive(Debug)]
+///
+/// Keys are attacker-chosen (addresses, user names), so the hash is
+/// randomly seeded per table (hash flooding cannot be precomputed), but
+/// fast: `foldhash` rather than SipHash. Each key is hashed once per
+/// lookup and its text lives only in its slot; freed slots keep their
+/// window buffers, so at the cap an eviction plus an insertion allocates
+/// nothing.
 pub(crate) struct KeyTable {
-    map: HashMap<Box<str>, usize>,
+    map: HashTable<Bucket>,
+    hasher: foldhash::fast::RandomState,
     slots: Vec<Slot>,
-    free: Vec<usize>,
+    free: Vec<u32>,
     /// Most recently updated.
-    head: usize,
+    head: u32,
     /// Least recently updated.
-    tail: usize,
+    tail: u32,
     cap: usize,
     pub(crate) evictions: u64,
+}
+
+impl std::fmt::Debug for KeyTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyTable")
+            .field("len", &self.map.len())
+            .field("cap", &self.cap)
+            .field("evictions", &self.evictions)
+            .finish()
+    }
 }
 
 impl KeyTable {
     pub(crate) fn new(cap: usize) -> Self {
         KeyTable {
-            map: HashMap::new(),
+            map: HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
             slots: Vec::new(),
             free: Vec::new(),
             head: NIL,
             tail: NIL,
-            cap: cap.max(1),
+            // Slot indices are u32 (NIL excluded): far more keys than
+            // memory could hold anyway.
+            cap: cap.clamp(1, (NIL - 1) as usize),
             evictions: 0,
         }
     }
@@ -123,25 +204,28 @@ impl KeyTable {
         self.map.len()
     }
 
-    fn unlink(&mut self, i: usize) {
-        let (prev, next) = (self.slots[i].prev, self.slots[i].next);
+    fn unlink(&mut self, i: u32) {
+        let s = &self.slots[i as usize];
+        let (prev, next) = (s.prev, s.next);
         if prev == NIL {
             self.head = next;
         } else {
-            self.slots[prev].next = next;
+            self.slots[prev as usize].next = next;
         }
         if next == NIL {
             self.tail = prev;
         } else {
-            self.slots[next].prev = prev;
+            self.slots[next as usize].prev = prev;
         }
     }
 
-    fn push_front(&mut self, i: usize) {
-        self.slots[i].prev = NIL;
-        self.slots[i].next = self.head;
-        if self.head != NIL {
-            self.slots[self.head].prev = i;
+    fn push_front(&mut self, i: u32) {
+        let head = self.head;
+        let s = &mut self.slots[i as usize];
+        s.prev = NIL;
+        s.next = head;
+        if head != NIL {
+            self.slots[head as usize].prev = i;
         }
         self.head = i;
         if self.tail == NIL {
@@ -149,61 +233,100 @@ impl KeyTable {
         }
     }
 
+    fn hash(&self, key: &str) -> u32 {
+        (self.hasher.hash_one(key) >> 32) as u32
+    }
+
+    fn find(&self, hash: u32, key: &str) -> Option<u32> {
+        let slots = &self.slots;
+        self.map
+            .find(table_hash(hash), |b| {
+                b.hash == hash && slots[b.slot as usize].key() == key.as_bytes()
+            })
+            .map(|b| b.slot)
+    }
+
     /// The window of `key`, created with `make` if new; marks it most
     /// recently used. Evicts the least recently used key at the cap.
+    #[cfg(test)]
     pub(crate) fn entry(&mut self, key: &str, make: impl FnOnce() -> Window) -> &mut Window {
-        if let Some(&i) = self.map.get(key) {
+        self.entry_with(key, |w| *w = make())
+    }
+
+    /// The window of `key`; marks it most recently used. A new key gets a
+    /// window recycled from a freed slot (or an empty count window) that
+    /// `init` must reset to a fresh one, reusing its buffers when it can.
+    /// Evicts the least recently used key at the cap.
+    pub(crate) fn entry_with(&mut self, key: &str, init: impl FnOnce(&mut Window)) -> &mut Window {
+        let hash = self.hash(key);
+        if let Some(i) = self.find(hash, key) {
             if self.head != i {
                 self.unlink(i);
                 self.push_front(i);
             }
-            return &mut self.slots[i].window;
+            return &mut self.slots[i as usize].window;
         }
         if self.map.len() >= self.cap && self.tail != NIL {
             let old = self.tail;
             self.remove_slot(old);
             self.evictions += 1;
         }
-        let key: Box<str> = key.into();
-        let slot = Slot {
-            key: key.clone(),
-            window: make(),
-            prev: NIL,
-            next: NIL,
-        };
         let i = match self.free.pop() {
-            Some(i) => {
-                self.slots[i] = slot;
-                i
-            }
+            Some(i) => i,
             None => {
-                self.slots.push(slot);
-                self.slots.len() - 1
+                self.slots.push(Slot {
+                    hash: 0,
+                    prev: NIL,
+                    next: NIL,
+                    inline_len: 0,
+                    inline: [0; INLINE_KEY],
+                    heap: Vec::new(),
+                    window: Window::Count(Vec::new()),
+                });
+                // Below NIL: the cap bounds the slots.
+                (self.slots.len() - 1) as u32
             }
         };
-        self.map.insert(key, i);
+        let slot = &mut self.slots[i as usize];
+        slot.set_key(key.as_bytes());
+        slot.hash = hash;
+        init(&mut slot.window);
+        self.map
+            .insert_unique(table_hash(hash), Bucket { slot: i, hash }, |b| {
+                table_hash(b.hash)
+            });
         self.push_front(i);
-        &mut self.slots[i].window
+        &mut self.slots[i as usize].window
     }
 
-    fn remove_slot(&mut self, i: usize) {
+    fn remove_slot(&mut self, i: u32) {
         self.unlink(i);
-        let key = std::mem::take(&mut self.slots[i].key);
-        self.slots[i].window = Window::Count(Vec::new());
-        self.map.remove(&key);
+        let hash = self.slots[i as usize].hash;
+        if let Ok(e) = self.map.find_entry(table_hash(hash), |b| b.slot == i) {
+            e.remove();
+        }
+        // Keep the buffers for reuse, but not the old contents.
+        let slot = &mut self.slots[i as usize];
+        slot.inline_len = 0;
+        slot.heap.clear();
+        match &mut slot.window {
+            Window::Count(t) => t.clear(),
+            Window::Distinct(v) => v.clear(),
+        }
         self.free.push(i);
     }
 
     /// Forget `key` (after it fired).
     pub(crate) fn remove(&mut self, key: &str) {
-        if let Some(&i) = self.map.get(key) {
+        let hash = self.hash(key);
+        if let Some(i) = self.find(hash, key) {
             self.remove_slot(i);
         }
     }
 
     #[cfg(test)]
     pub(crate) fn contains(&self, key: &str) -> bool {
-        self.map.contains_key(key)
+        self.find(self.hash(key), key).is_some()
     }
 }
 
@@ -267,5 +390,67 @@ mod tests {
         t.entry("e", || Window::Count(Vec::new()));
         assert!(t.contains("d") && t.contains("e") && !t.contains("c"));
         assert_eq!(t.slots.len(), 2, "slots are reused");
+    }
+
+    /// A tiny deterministic generator, so the randomised tests below need
+    /// no seed plumbing.
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn lru_matches_a_model() {
+        // Reference: a vector ordered most recent first.
+        let mut t = KeyTable::new(50);
+        let mut model: Vec<String> = Vec::new();
+        let mut evictions = 0;
+        let mut st = 0x2545_F491_4F6C_DD1D;
+        for n in 0..50_000u32 {
+            let r = xorshift(&mut st);
+            // Short and long (heap) keys, some with multi-byte text.
+            let key = match r % 3 {
+                0 => format!("k{}", (r >> 8) % 120),
+                1 => format!("{}|é|{}", (r >> 8) % 120, "x".repeat(60)),
+                _ => format!("{}", (r >> 8) % 80),
+            };
+            // One step in eleven forgets a key (as after it fired).
+            let forget = r % 11;
+            if forget == 0 {
+                t.remove(&key);
+                model.retain(|k| *k != key);
+            } else {
+                let w = t.entry(&key, || Window::Count(Vec::new()));
+                w.add(i64::from(n), None, 3, 10);
+                match model.iter().position(|k| *k == key) {
+                    Some(p) => {
+                        let k = model.remove(p);
+                        model.insert(0, k);
+                    }
+                    None => {
+                        if model.len() >= 50 {
+                            model.pop();
+                            evictions += 1;
+                        }
+                        model.insert(0, key.clone());
+                    }
+                }
+            }
+            assert_eq!(t.len(), model.len());
+            assert_eq!(t.evictions, evictions);
+        }
+        for k in &model {
+            assert!(t.contains(k), "{k}");
+        }
+        let mut order = Vec::new();
+        let mut i = t.head;
+        while i != NIL {
+            let s = &t.slots[i as usize];
+            order.push(String::from_utf8(s.key().to_vec()).unwrap());
+            i = s.next;
+        }
+        assert_eq!(order, model);
     }
 }

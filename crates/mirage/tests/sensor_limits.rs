@@ -102,7 +102,12 @@ fn hostile_lengths_long_lines_and_idle_flood() {
     drop(idle);
     drop(promisers);
     let mut s = s;
-    s.stop();
+    let stderr = s.stop();
+    // Attacker garbage is an event, never a warning or error in the log.
+    assert!(
+        !stderr.contains("ERROR") && !stderr.contains("WARN"),
+        "{stderr}"
+    );
     let events = read_events(&s.event_dir());
     let errors = of_kind(&events, "protocol.error");
     assert!(errors.len() >= 3, "{errors:#?}");

@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::Emulator;
 use crate::emit::EventTx;
 use crate::limits::{ConnLimiter, Limits};
-use crate::session::{Session, SessionEnd};
+use crate::session::{Session, SessionEnd, tcp_event};
 
 /// A bound, listening TCP socket not yet serving.
 pub struct BoundListener {
@@ -172,20 +172,19 @@ impl AcceptLoop {
                     });
                 }
                 None => {
-                    let session = Session::new(
-                        stream,
-                        self.service.clone(),
-                        self.sensor.clone(),
+                    // Closed unserved (the stream drops here); the refusal is
+                    // still an event, stamped like any session's.
+                    drop(stream);
+                    let event = tcp_event(
+                        &self.sensor,
+                        &self.service,
                         peer,
                         local,
-                        self.limits.clone(),
-                        self.events.clone(),
-                        self.shutdown.clone(),
+                        mirage_core::new_id(),
+                        EventKind::SessionReject {
+                            reason: "per_ip_limit".into(),
+                        },
                     );
-                    let event = session.event(EventKind::SessionReject {
-                        reason: "per_ip_limit".into(),
-                    });
-                    drop(session);
                     let events = self.events.clone();
                     self.tracker.spawn(async move { events.send(event).await });
                 }

@@ -230,21 +230,14 @@ impl Session {
     /// A new event of `kind` with this session's envelope, to adjust (tags)
     /// before [`Session::emit_event`].
     pub fn event(&self, kind: EventKind) -> Event {
-        Event {
-            schema: SCHEMA_VERSION,
-            id: mirage_core::new_id(),
-            ts: Utc::now(),
-            sensor: self.sensor.to_string(),
-            service: self.service.to_string(),
-            transport: Transport::Tcp,
-            src_ip: self.peer.ip(),
-            src_port: Some(self.peer.port()),
-            dst_ip: Some(self.local.ip()),
-            dst_port: Some(self.local.port()),
-            session: Some(self.id),
-            tags: Vec::new(),
+        tcp_event(
+            &self.sensor,
+            &self.service,
+            self.peer,
+            self.local,
+            self.id,
             kind,
-        }
+        )
     }
 
     /// Emit an event of `kind` for this session.
@@ -269,5 +262,33 @@ impl Session {
             self.stream.shutdown(),
         )
         .await;
+    }
+}
+
+/// A TCP event stamped now with the shared envelope: what [`Session::event`]
+/// writes, and what the harness writes for a connection it refuses before a
+/// session exists.
+pub(crate) fn tcp_event(
+    sensor: &str,
+    service: &str,
+    peer: SocketAddr,
+    local: SocketAddr,
+    session: Uuid,
+    kind: EventKind,
+) -> Event {
+    Event {
+        schema: SCHEMA_VERSION,
+        id: mirage_core::new_id(),
+        ts: Utc::now(),
+        sensor: sensor.to_owned(),
+        service: service.to_owned(),
+        transport: Transport::Tcp,
+        src_ip: peer.ip(),
+        src_port: Some(peer.port()),
+        dst_ip: Some(local.ip()),
+        dst_port: Some(local.port()),
+        session: Some(session),
+        tags: Vec::new(),
+        kind,
     }
 }

@@ -51,6 +51,20 @@ async fn next(rx: &mut EventRx) -> Event {
         .expect("channel open")
 }
 
+/// The next event, which must be a `session.close`: (reason, duration_ms,
+/// bytes_in, bytes_out).
+async fn next_close(rx: &mut EventRx) -> (CloseReason, u64, u64, u64) {
+    match next(rx).await.kind {
+        EventKind::SessionClose {
+            reason,
+            duration_ms,
+            bytes_in,
+            bytes_out,
+        } => (reason, duration_ms, bytes_in, bytes_out),
+        k => panic!("expected session.close, got {k:?}"),
+    }
+}
+
 async fn connect_from(src: &str, addr: SocketAddr) -> TcpStream {
     let sock = TcpSocket::new_v4().unwrap();
     sock.bind(format!("{src}:0").parse().unwrap()).unwrap();
@@ -132,31 +146,15 @@ async fn handshake_and_idle_timeouts() {
     let (_h, addr, mut rx) = start(limits).await;
     let _silent = TcpStream::connect(addr).await.unwrap();
     next(&mut rx).await;
-    match next(&mut rx).await.kind {
-        EventKind::SessionClose {
-            reason,
-            duration_ms,
-            ..
-        } => {
-            assert_eq!(reason, CloseReason::HandshakeTimeout);
-            assert!((150..2000).contains(&duration_ms), "{duration_ms}");
-        }
-        k => panic!("{k:?}"),
-    }
+    let (reason, duration_ms, _, _) = next_close(&mut rx).await;
+    assert_eq!(reason, CloseReason::HandshakeTimeout);
+    assert!((150..2000).contains(&duration_ms), "{duration_ms}");
     let mut talker = TcpStream::connect(addr).await.unwrap();
     talker.write_all(b"x").await.unwrap();
     next(&mut rx).await;
-    match next(&mut rx).await.kind {
-        EventKind::SessionClose {
-            reason,
-            duration_ms,
-            ..
-        } => {
-            assert_eq!(reason, CloseReason::IdleTimeout);
-            assert!(duration_ms >= 350, "{duration_ms}");
-        }
-        k => panic!("{k:?}"),
-    }
+    let (reason, duration_ms, _, _) = next_close(&mut rx).await;
+    assert_eq!(reason, CloseReason::IdleTimeout);
+    assert!(duration_ms >= 350, "{duration_ms}");
 }
 
 #[tokio::test]
@@ -184,15 +182,8 @@ async fn byte_budget_cuts_the_session() {
     let (echoed, ()) = tokio::join!(reader, writer);
     assert!(echoed <= 1000, "{echoed}");
     next(&mut rx).await;
-    match next(&mut rx).await.kind {
-        EventKind::SessionClose {
-            reason, bytes_in, ..
-        } => {
-            assert_eq!(reason, CloseReason::ByteBudget);
-            assert_eq!(bytes_in, 1000);
-        }
-        k => panic!("{k:?}"),
-    }
+    let (reason, _, bytes_in, _) = next_close(&mut rx).await;
+    assert_eq!((reason, bytes_in), (CloseReason::ByteBudget, 1000));
 }
 
 #[tokio::test]
@@ -202,10 +193,7 @@ async fn shutdown_ends_idle_sessions_and_stops_accepting() {
     next(&mut rx).await;
     let left = h.shutdown(Duration::from_secs(5)).await;
     assert_eq!(left, 0);
-    match next(&mut rx).await.kind {
-        EventKind::SessionClose { reason, .. } => assert_eq!(reason, CloseReason::Shutdown),
-        k => panic!("{k:?}"),
-    }
+    assert_eq!(next_close(&mut rx).await.0, CloseReason::Shutdown);
     // The listener is gone: new connections are refused.
     assert!(TcpStream::connect(addr).await.is_err());
     // Every sender is dropped once the harness is done: the channel ends.

@@ -10,14 +10,6 @@ use std::time::Duration;
 
 use common::{Netns, of_kind, read_events, wait_ping};
 
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn stop(mut child: Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -51,12 +43,10 @@ fn standard_port_taken_falls_back_to_16379() {
     let ns = Netns::new();
     let cwd = tempfile::tempdir().unwrap();
     // Something else already has 0.0.0.0:6379.
-    let squatter = Killed(
-        ns.cmd("python3")
-            .args(["-c", "import socket,time\ns=socket.socket(); s.bind(('0.0.0.0',6379)); s.listen()\ntime.sleep(60)"])
-            .spawn()
-            .unwrap(),
-    );
+    let squatter = mirage_testkit::KillOnDrop::spawn(ns.cmd("python3").args([
+        "-c",
+        "import socket,time\ns=socket.socket(); s.bind(('0.0.0.0',6379)); s.listen()\ntime.sleep(60)",
+    ]));
     std::thread::sleep(Duration::from_millis(300));
     let child = ns
         .cmd(env!("CARGO_BIN_EXE_mirage"))

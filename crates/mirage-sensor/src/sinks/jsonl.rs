@@ -147,6 +147,7 @@ fn writer_loop(
             tokio::time::timeout(SYNC_EVERY, rx.recv_many(&mut batch, BATCH)).await
         });
         let closed = matches!(got, Ok(0));
+        let events = batch.len() as u64;
         for ev in batch.drain(..) {
             let day = ev.ts.date_naive();
             let mut line = ev.to_json().into_bytes();
@@ -156,12 +157,11 @@ fn writer_loop(
                 _ => pending.push((day, line)),
             }
         }
-        let lines: u64 = pending.iter().map(|(_, b)| bytecount_newlines(b)).sum();
         while !pending.is_empty() {
             match write_pending(state, &pending, stdout) {
                 Ok(()) => {
                     pending.clear();
-                    stats.written.fetch_add(lines, Ordering::Relaxed);
+                    stats.written.fetch_add(events, Ordering::Relaxed);
                 }
                 Err(e) => {
                     let n = stats.write_errors.fetch_add(1, Ordering::Relaxed) + 1;
@@ -204,10 +204,6 @@ fn write_pending(
         }
     }
     Ok(())
-}
-
-fn bytecount_newlines(b: &[u8]) -> u64 {
-    b.iter().filter(|&&c| c == b'\n').count() as u64
 }
 
 #[cfg(test)]

@@ -12,6 +12,10 @@ APT_PACKAGES=(
   procps                     # ps/pkill-free process inspection
   chromium                   # the HTML report opened headless
   python3-venv
+  rsyslog                    # a real syslog producer forwarding to mirage server
+  bsdutils                   # util-linux logger (RFC 3164/5424, TCP/UDP, octet counting)
+  openssh-server sshpass     # a real sshd receiving failed logins, for detection tests
+  hydra                      # brute-force client against real sshd and honeypots
 )
 
 missing=()

@@ -13,6 +13,7 @@ mod error;
 mod limits;
 mod redis;
 mod sensor;
+pub mod server;
 
 use std::path::Path;
 
@@ -22,12 +23,36 @@ pub use error::ConfigError;
 pub use limits::LimitsConfig;
 pub use redis::{KeyspaceMode, RedisConfig};
 pub use sensor::SensorConfig;
+pub use server::{SERVER_EXAMPLE_TOML, ServerConfig};
 
 /// The annotated example configuration; equal to [`Config::default`].
 pub const EXAMPLE_TOML: &str = include_str!("example.toml");
 
 /// Service names `--service NAME=ADDR` accepts, in the order they start.
 pub const SERVICE_NAMES: &[&str] = &["redis"];
+
+/// Deserialize TOML `text` into any config type with the one-line error
+/// style (`origin:line:col: key 'a.b': problem`). The agent's and the
+/// server's configs use it, so every role reports mistakes the same way.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &str,
+) -> Result<T, ConfigError> {
+    let de =
+        toml::Deserializer::parse(text).map_err(|e| ConfigError::toml(origin, text, "", &e))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        ConfigError::toml(origin, text, &key, e.inner())
+    })
+}
+
+/// Read a config file into a string, with the one-line error style.
+pub fn read_config_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        origin: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
 
 /// The whole sensor configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -52,12 +77,7 @@ pub struct Services {
 impl Config {
     /// Parse and validate TOML `text`; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let de =
-            toml::Deserializer::parse(text).map_err(|e| ConfigError::toml(origin, text, "", &e))?;
-        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            ConfigError::toml(origin, text, &key, e.inner())
-        })?;
+        let config: Config = parse_toml(text, origin)?;
         config
             .validate()
             .map_err(|(key, message)| ConfigError::Invalid {
@@ -70,12 +90,8 @@ impl Config {
 
     /// Read, parse and validate the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            origin: origin.clone(),
-            message: e.to_string(),
-        })?;
-        Config::parse(&text, &origin)
+        let text = read_config_file(path)?;
+        Config::parse(&text, &path.display().to_string())
     }
 
     /// The embedded default (the example file).

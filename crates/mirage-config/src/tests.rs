@@ -12,6 +12,12 @@ fn example_is_the_default() {
 /// every key in the example is preceded by a comment.
 #[test]
 fn example_lists_and_documents_every_key() {
+    assert_example_documents(&Config::default(), EXAMPLE_TOML);
+}
+
+/// Asserts that `example` lists exactly the keys of `default` (serialised),
+/// each preceded by a comment line. Shared by every role's example file.
+pub(crate) fn assert_example_documents<T: Serialize>(default: &T, example: &str) {
     fn keys(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
         if let toml::Value::Table(t) = v {
             for (k, v) in t {
@@ -28,8 +34,8 @@ fn example_lists_and_documents_every_key() {
             }
         }
     }
-    let from_types = toml::Value::try_from(Config::default()).unwrap();
-    let from_example: toml::Value = toml::from_str(EXAMPLE_TOML).unwrap();
+    let from_types = toml::Value::try_from(default).unwrap();
+    let from_example: toml::Value = toml::from_str(example).unwrap();
     let (mut a, mut b) = (vec![], vec![]);
     keys(&from_types, "", &mut a);
     keys(&from_example, "", &mut b);
@@ -37,7 +43,7 @@ fn example_lists_and_documents_every_key() {
     b.sort();
     assert_eq!(a, b);
 
-    let lines: Vec<&str> = EXAMPLE_TOML.lines().collect();
+    let lines: Vec<&str> = example.lines().collect();
     for (i, line) in lines.iter().enumerate() {
         let t = line.trim();
         if t.is_empty() || t.starts_with('#') || t.starts_with('[') {

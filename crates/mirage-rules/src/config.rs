@@ -160,6 +160,24 @@ impl Severity {
     }
 }
 
+impl std::str::FromStr for Severity {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "low" => Severity::Low,
+            "medium" => Severity::Medium,
+            "high" => Severity::High,
+            "critical" => Severity::Critical,
+            _ => {
+                return Err(format!(
+                    "unknown severity '{s}' (low, medium, high, critical)"
+                ));
+            }
+        })
+    }
+}
+
 /// `origin = "sensor" | "log" | "any"`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -236,6 +254,19 @@ impl DecisionType {
             DecisionType::Block => "block",
             DecisionType::Reflect => "reflect",
         }
+    }
+}
+
+impl std::str::FromStr for DecisionType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "deceive" => DecisionType::Deceive,
+            "block" => DecisionType::Block,
+            "reflect" => DecisionType::Reflect,
+            _ => return Err(format!("unknown decision '{s}' (deceive, block, reflect)")),
+        })
     }
 }
 
@@ -382,6 +413,15 @@ impl RuleSet {
             .iter()
             .map(|c| c.parse::<Cidr>())
             .collect::<Result<_, _>>()?;
+        Ok(())
+    }
+
+    /// Add CIDRs to the whitelist (e.g. the server config's list, on top of
+    /// the rule file's).
+    pub fn extend_whitelist(&mut self, cidrs: &[&str]) -> Result<(), String> {
+        for c in cidrs {
+            self.whitelist.push(c.parse::<Cidr>()?);
+        }
         Ok(())
     }
 

@@ -18,6 +18,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the honeypot sensor (embedded default config when given no flags).
     Sensor(SensorArgs),
+    /// Run the detection server: syslog and sensor events in, parsers and
+    /// rules, attacker decisions out (embedded default config with no flags).
+    /// Subcommands read and change what it stored.
+    Server(Box<ServerArgs>),
     /// Write the annotated example configuration.
     Init(InitArgs),
     /// Analyse captures (mirage JSONL, tcppc-go, netfilter LOG lines): counts,
@@ -48,6 +52,122 @@ pub struct SensorArgs {
     /// Sensor name written into events (overrides sensor.name).
     #[arg(long)]
     pub name: Option<String>,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ServerArgs {
+    #[command(subcommand)]
+    pub command: Option<ServerCommand>,
+    /// TOML configuration file (default: the embedded default config).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Data directory (overrides server.data_dir).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Receive syslog over TCP and UDP on this address (overrides
+    /// syslog.listen; no fallback port). Repeatable.
+    #[arg(long, value_name = "ADDR")]
+    pub syslog: Vec<SocketAddr>,
+    /// Print the annotated default configuration and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServerCommand {
+    /// List, add or delete attacker decisions.
+    Decisions {
+        #[command(subcommand)]
+        op: DecisionsOp,
+    },
+    /// Show stored events, newest first.
+    Events(EventsArgs),
+    /// Show agents and their last heartbeat.
+    Agents(StoreArgs),
+    /// Show alerts, newest first.
+    Alerts(StoreArgs),
+}
+
+/// Where the store is, and how to print.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Data directory of the server (default: server.data_dir of --config,
+    /// else ./mirage-data).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Server configuration to take the data directory from.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Most rows to show.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Aligned columns for people.
+    Text,
+    /// JSON (decisions, agents, alerts: one array; events: one schema
+    /// event per line, as the sensor writes them).
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DecisionsOp {
+    /// Active decisions (with --all, expired ones still stored too).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Include expired decisions.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Decide about an address by hand (the running server applies it
+    /// within a second).
+    Add {
+        /// The address.
+        ip: std::net::IpAddr,
+        /// What to do with it.
+        #[arg(long = "type", default_value = "block", value_parser = ["deceive", "block", "reflect"])]
+        decision: String,
+        /// How long (`30m`, `4h`, `7d`).
+        #[arg(long, default_value = "4h")]
+        ttl: String,
+        /// Why, for the record.
+        #[arg(long, default_value = "added by operator")]
+        reason: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Remove the decisions about an address (all types unless --type).
+    Delete {
+        /// The address.
+        ip: std::net::IpAddr,
+        /// Only this type.
+        #[arg(long = "type", value_parser = ["deceive", "block", "reflect"])]
+        decision: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only events from this source address.
+    #[arg(long)]
+    pub ip: Option<std::net::IpAddr>,
+    /// Only this event kind (`auth.attempt`, `command`, …).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only this service (`ssh`, `redis`, …).
+    #[arg(long)]
+    pub service: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -6,6 +6,7 @@
 
 mod cli;
 mod sensor_cmd;
+mod server_cmd;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
     init_logging();
     match cli.command {
         Command::Sensor(args) => sensor_cmd::run(args),
+        Command::Server(args) => server_cmd::run(*args),
         Command::Init(args) => init(args),
         Command::Report(args) => mirage_report::run(*args),
         Command::Completions { shell } => {

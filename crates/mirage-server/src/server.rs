@@ -1,0 +1,219 @@
+//! Starting and stopping the server: open the store, bind the receivers,
+//! start the pipeline, and on shutdown stop receiving, drain the channel
+//! into the store, and close the database.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mirage_config::ServerConfig;
+use mirage_core::request_auth::{MIN_KEY_LEN, Verifier};
+use mirage_store::{SqliteStore, Store};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::receiver::stream::{StreamLimits, accept_loop};
+use crate::receiver::{bind_syslog, bind_tcp, udp};
+use crate::rules_file::RuleSource;
+use crate::stats::ServerStats;
+
+/// Messages buffered between receivers and the pipeline.
+const CHANNEL: usize = 16 * 1024;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Bad configuration or files it names (exit code 2).
+    #[error("{0}")]
+    Config(String),
+    /// A runtime failure (exit code 1).
+    #[error("{0}")]
+    Runtime(String),
+}
+
+/// A started server.
+pub struct RunningServer {
+    /// TCP syslog addresses actually bound.
+    pub syslog_tcp: Vec<SocketAddr>,
+    /// UDP syslog addresses actually bound.
+    pub syslog_udp: Vec<SocketAddr>,
+    /// TLS syslog address, when on.
+    pub syslog_tls: Option<SocketAddr>,
+    /// Ingest HTTP address, when on.
+    pub ingest: Option<SocketAddr>,
+    /// Counters.
+    pub stats: Arc<ServerStats>,
+    /// Names of the rules running at start.
+    pub rules: Vec<String>,
+    cancel: CancellationToken,
+    receivers: JoinSet<()>,
+    pipeline: tokio::task::JoinHandle<()>,
+    store: SqliteStore,
+}
+
+/// Open the store, bind everything and start. Returns once listening.
+pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> {
+    let cfg_err = ServerError::Config;
+    let stats = Arc::new(ServerStats::default());
+    let cancel = CancellationToken::new();
+
+    // Everything that can fail on configuration first, before binding.
+    let tls = match config.syslog.tls.listen_addr() {
+        Some(addr) => {
+            let t = &config.syslog.tls;
+            let ca =
+                (!t.client_ca_file.as_os_str().is_empty()).then_some(t.client_ca_file.as_path());
+            let sc = crate::tls::server_config(&t.cert_file, &t.key_file, ca).map_err(cfg_err)?;
+            Some((addr, tokio_rustls::TlsAcceptor::from(sc)))
+        }
+        None => None,
+    };
+    let verifier = match config.ingest.listen_addr() {
+        Some(addr) => {
+            let key = std::fs::read(&config.ingest.key_file).map_err(|e| {
+                cfg_err(format!(
+                    "{}: cannot read ingest key: {e}",
+                    config.ingest.key_file.display()
+                ))
+            })?;
+            let key = key.trim_ascii().to_vec();
+            if key.len() < MIN_KEY_LEN {
+                return Err(cfg_err(format!(
+                    "{}: ingest key must be at least {MIN_KEY_LEN} bytes",
+                    config.ingest.key_file.display()
+                )));
+            }
+            Some((
+                addr,
+                Verifier::new(key, config.ingest.max_skew_secs, 1 << 20),
+            ))
+        }
+        None => None,
+    };
+    let rule_file = (!config.rules.file.as_os_str().is_empty()).then(|| config.rules.file.clone());
+    let rules = RuleSource::new(rule_file, config.rules.whitelist.clone());
+
+    let store = SqliteStore::open_dir(&config.server.data_dir)
+        .await
+        .map_err(|e| ServerError::Runtime(format!("store: {e}")))?;
+    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let retention = (config.server.retention_days > 0)
+        .then(|| Duration::from_secs(u64::from(config.server.retention_days) * 86_400));
+    let pipeline = Pipeline::new(
+        shared,
+        rules,
+        stats.clone(),
+        PipelineConfig {
+            reload_every: Duration::from_secs(config.rules.reload_check_secs),
+            retention,
+        },
+    )
+    .await
+    .map_err(cfg_err)?;
+    let rule_names = pipeline.rule_names();
+
+    let s = &config.syslog;
+    let bound =
+        bind_syslog(&s.listen, s.tcp, s.udp, s.fallback_port).map_err(ServerError::Runtime)?;
+    let limits = StreamLimits {
+        max_message: s.max_message_bytes,
+        idle: Duration::from_secs(s.idle_timeout_secs),
+        max_connections: s.max_connections,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL);
+    let mut receivers = JoinSet::new();
+    let mut syslog_tcp = Vec::new();
+    let mut syslog_udp = Vec::new();
+    for l in bound.tcp {
+        let addr = l
+            .local_addr()
+            .map_err(|e| ServerError::Runtime(e.to_string()))?;
+        tracing::info!("syslog: listening on tcp {addr}");
+        syslog_tcp.push(addr);
+        receivers.spawn(accept_loop(
+            l,
+            None,
+            tx.clone(),
+            stats.clone(),
+            limits.clone(),
+            cancel.clone(),
+        ));
+    }
+    for u in bound.udp {
+        let addr = u
+            .local_addr()
+            .map_err(|e| ServerError::Runtime(e.to_string()))?;
+        tracing::info!("syslog: listening on udp {addr}");
+        syslog_udp.push(addr);
+        receivers.spawn(udp::recv_loop(
+            u,
+            tx.clone(),
+            stats.clone(),
+            s.max_message_bytes,
+            cancel.clone(),
+        ));
+    }
+    let mut syslog_tls = None;
+    if let Some((addr, acceptor)) = tls {
+        let l =
+            bind_tcp(addr).map_err(|e| ServerError::Runtime(format!("syslog tls: {addr}: {e}")))?;
+        let addr = l
+            .local_addr()
+            .map_err(|e| ServerError::Runtime(e.to_string()))?;
+        tracing::info!("syslog: listening on tls {addr}");
+        syslog_tls = Some(addr);
+        receivers.spawn(accept_loop(
+            l,
+            Some(acceptor),
+            tx.clone(),
+            stats.clone(),
+            limits.clone(),
+            cancel.clone(),
+        ));
+    }
+    let mut ingest = None;
+    if let Some((addr, verifier)) = verifier {
+        let l = bind_tcp(addr).map_err(|e| ServerError::Runtime(format!("ingest: {addr}: {e}")))?;
+        let addr = l
+            .local_addr()
+            .map_err(|e| ServerError::Runtime(e.to_string()))?;
+        tracing::info!(
+            "ingest: listening on http://{addr}{}",
+            crate::ingest::EVENTS_PATH
+        );
+        ingest = Some(addr);
+        let (tx, stats, cancel) = (tx.clone(), stats.clone(), cancel.clone());
+        receivers.spawn(async move {
+            if let Err(e) = crate::ingest::serve(l, verifier, tx, stats, cancel).await {
+                tracing::error!("ingest: {e}");
+            }
+        });
+    }
+    // The pipeline ends when the last sender (held by receivers) is gone.
+    drop(tx);
+    let pipeline = tokio::spawn(pipeline.run(rx));
+    tracing::info!("rules: {} running", rule_names.len());
+    Ok(RunningServer {
+        syslog_tcp,
+        syslog_udp,
+        syslog_tls,
+        ingest,
+        stats,
+        rules: rule_names,
+        cancel,
+        receivers,
+        pipeline,
+        store,
+    })
+}
+
+impl RunningServer {
+    /// Stop receiving, store everything already received, close the store.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        while self.receivers.join_next().await.is_some() {}
+        let _ = self.pipeline.await;
+        self.store.close().await;
+    }
+}

@@ -1,0 +1,120 @@
+//! mirage-store: where the server keeps what it learned.
+//!
+//! [`Store`] is the storage trait the server is written against: normalised
+//! events (deduplicated by the record id agents put in every syslog
+//! message), alerts, decisions with their change log (a monotonically
+//! increasing sequence, so a policy consumer can ask for exactly what it
+//! missed), and agent heartbeats. [`SqliteStore`] is the embedded default
+//! (one file, WAL); a PostgreSQL backend will implement the same trait for
+//! scale-out.
+//!
+//! Rows are plain data ([`rows`]): the store knows nothing about rules or
+//! parsers, so the rule engine and the schema can change without a
+//! migration here unless a column does.
+#![forbid(unsafe_code)]
+
+pub mod rows;
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+pub use rows::{
+    AgentRow, AlertRow, BatchResult, DecisionChange, DecisionRow, EventQuery, EventRow,
+    StoreCounts, WriteBatch,
+};
+pub use sqlite::SqliteStore;
+
+/// A storage failure. Always local (disk, corruption, locking): nothing an
+/// attacker sends can cause one, because every value is bound, never
+/// interpolated into SQL.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The data directory or file could not be prepared.
+    #[error("{path}: {message}")]
+    Io {
+        /// The path involved.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A stored row could not be decoded (written by a newer version?).
+    #[error("corrupt row in {table}: {message}")]
+    Corrupt {
+        /// Table name.
+        table: &'static str,
+        /// Detail.
+        message: String,
+    },
+}
+
+/// Storage the server runs on. All methods are safe to call concurrently;
+/// batch methods are atomic (all rows or none).
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// For each id in order, whether it was stored before (by an earlier
+    /// [`Store::write_batch`]). The server drops a message whose id it has
+    /// seen, before parsing, so re-delivered lines are neither stored twice
+    /// nor counted twice by the rules.
+    async fn known_record_ids(&self, ids: &[String]) -> Result<Vec<bool>, StoreError>;
+
+    /// Write everything one pipeline batch produced in one transaction:
+    /// the record ids it consumed, its events (an id already stored is
+    /// skipped), alerts, decisions (each with an `add` change) and agent
+    /// heartbeats. All or nothing, so a crash never leaves ids marked seen
+    /// whose events were not stored.
+    async fn write_batch(&self, batch: &WriteBatch) -> Result<BatchResult, StoreError>;
+
+    /// Events matching `query`, newest first.
+    async fn query_events(&self, query: &EventQuery) -> Result<Vec<EventRow>, StoreError>;
+
+    /// Alerts, newest first.
+    async fn list_alerts(&self, limit: u32) -> Result<Vec<AlertRow>, StoreError>;
+
+    /// Create or replace decisions (keyed by address and type), appending an
+    /// `add` change for each. Returns the change sequence numbers.
+    async fn put_decisions(&self, decisions: &[DecisionRow]) -> Result<Vec<i64>, StoreError> {
+        let batch = WriteBatch {
+            decisions: decisions.to_vec(),
+            ..WriteBatch::default()
+        };
+        Ok(self.write_batch(&batch).await?.change_seqs)
+    }
+
+    /// Delete the decisions for `ip` (of `decision` type, or all types),
+    /// appending a `delete` change for each removed row. Returns the removed
+    /// rows.
+    async fn delete_decisions(
+        &self,
+        ip: &str,
+        decision: Option<&str>,
+        origin: &str,
+        now_micros: i64,
+    ) -> Result<Vec<DecisionRow>, StoreError>;
+
+    /// Decisions; with `active_at`, only those not expired at that time.
+    async fn list_decisions(&self, active_at: Option<i64>) -> Result<Vec<DecisionRow>, StoreError>;
+
+    /// Decision changes with a sequence number above `after`, oldest first,
+    /// at most `limit`.
+    async fn decision_changes(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<DecisionChange>, StoreError>;
+
+    /// The newest change sequence number (0 when there is none).
+    async fn last_change_seq(&self) -> Result<i64, StoreError>;
+
+    /// Known agents, by id.
+    async fn list_agents(&self) -> Result<Vec<AgentRow>, StoreError>;
+
+    /// Row counts, for status output and tests.
+    async fn counts(&self) -> Result<StoreCounts, StoreError>;
+
+    /// Delete events, alerts, record ids and expired decisions older than
+    /// `before_micros`. Returns how many rows went.
+    async fn prune(&self, before_micros: i64) -> Result<u64, StoreError>;
+}

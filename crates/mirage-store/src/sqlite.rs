@@ -1,0 +1,686 @@
+//! The embedded SQLite backend: one file in the data directory, WAL mode
+//! so operators' commands (`mirage server decisions list`) read while the
+//! server writes.
+//!
+//! Writes are batched by the caller and each batch is one transaction:
+//! SQLite's cost is per commit, not per row. `synchronous = NORMAL` in WAL
+//! mode keeps every committed batch across a crash of the process (only a
+//! power loss can take the last commits), which is the durability the
+//! agents' at-least-once delivery needs: an agent re-sends what the server
+//! had not acknowledged, and the record ids drop what it had.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::rows::{
+    AgentRow, AlertRow, BatchResult, DecisionChange, DecisionRow, EventQuery, EventRow,
+    StoreCounts, WriteBatch,
+};
+use crate::{Store, StoreError};
+
+/// Schema version kept in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+/// The schema. Times are Unix microseconds; addresses canonical text.
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS events (
+    id         TEXT PRIMARY KEY,
+    ts_micros  INTEGER NOT NULL,
+    kind       TEXT NOT NULL,
+    service    TEXT NOT NULL,
+    src_ip     TEXT NOT NULL,
+    host       TEXT NOT NULL,
+    origin     TEXT NOT NULL,
+    json       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events(ts_micros);
+CREATE INDEX IF NOT EXISTS events_src ON events(src_ip, ts_micros);
+CREATE TABLE IF NOT EXISTS record_ids (
+    id          TEXT PRIMARY KEY,
+    seen_micros INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS record_ids_seen ON record_ids(seen_micros);
+CREATE TABLE IF NOT EXISTS alerts (
+    ts_micros INTEGER NOT NULL,
+    rule      TEXT NOT NULL,
+    severity  TEXT NOT NULL,
+    src_ip    TEXT,
+    key       TEXT NOT NULL,
+    evidence  INTEGER NOT NULL,
+    reason    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_ts ON alerts(ts_micros);
+CREATE TABLE IF NOT EXISTS decisions (
+    ip             TEXT NOT NULL,
+    decision       TEXT NOT NULL,
+    rule           TEXT NOT NULL,
+    severity       TEXT NOT NULL,
+    reason         TEXT NOT NULL,
+    key            TEXT NOT NULL,
+    created_micros INTEGER NOT NULL,
+    expires_micros INTEGER NOT NULL,
+    evidence       INTEGER NOT NULL,
+    origin         TEXT NOT NULL,
+    PRIMARY KEY (ip, decision)
+);
+CREATE TABLE IF NOT EXISTS decision_changes (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    op             TEXT NOT NULL,
+    at_micros      INTEGER NOT NULL,
+    ip             TEXT NOT NULL,
+    decision       TEXT NOT NULL,
+    rule           TEXT NOT NULL,
+    severity       TEXT NOT NULL,
+    reason         TEXT NOT NULL,
+    key            TEXT NOT NULL,
+    created_micros INTEGER NOT NULL,
+    expires_micros INTEGER NOT NULL,
+    evidence       INTEGER NOT NULL,
+    origin         TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS agents (
+    agent_id    TEXT PRIMARY KEY,
+    hostname    TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    sent_micros INTEGER NOT NULL,
+    seen_micros INTEGER NOT NULL,
+    peer        TEXT NOT NULL,
+    status_json TEXT NOT NULL
+);
+"#;
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database file `mirage.db` in `dir`
+    /// (created too), and bring its schema up to date.
+    pub async fn open_dir(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+            path: dir.display().to_string(),
+            message: format!("cannot create data directory: {e}"),
+        })?;
+        Self::open(&dir.join("mirage.db")).await
+    }
+
+    /// Open (creating if needed) the database at `path`.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            // The CLI and the server share the file; a writer waits for the
+            // other's transaction instead of failing.
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        let store = SqliteStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&self.pool)
+            .await?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Corrupt {
+                table: "schema",
+                message: format!(
+                    "database schema version {version} is newer than this build's {SCHEMA_VERSION}"
+                ),
+            });
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
+        sqlx::raw_sql(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Close the pool, waiting for connections to finish (checkpoints WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn u64_col(row: &SqliteRow, col: &str) -> Result<u64, StoreError> {
+    let v: i64 = row.try_get(col)?;
+    Ok(u64::try_from(v).unwrap_or(0))
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn decision_of(row: &SqliteRow) -> Result<DecisionRow, StoreError> {
+    Ok(DecisionRow {
+        ip: row.try_get("ip")?,
+        decision: row.try_get("decision")?,
+        rule: row.try_get("rule")?,
+        severity: row.try_get("severity")?,
+        reason: row.try_get("reason")?,
+        key: row.try_get("key")?,
+        created_micros: row.try_get("created_micros")?,
+        expires_micros: row.try_get("expires_micros")?,
+        evidence: u64_col(row, "evidence")?,
+        origin: row.try_get("origin")?,
+    })
+}
+
+async fn log_change(
+    tx: &mut Transaction<'_, Sqlite>,
+    op: &str,
+    at_micros: i64,
+    d: &DecisionRow,
+) -> Result<i64, StoreError> {
+    let res = sqlx::query(
+        "INSERT INTO decision_changes (op, at_micros, ip, decision, rule, severity, reason, key, \
+         created_micros, expires_micros, evidence, origin) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+    )
+    .bind(op)
+    .bind(at_micros)
+    .bind(&d.ip)
+    .bind(&d.decision)
+    .bind(&d.rule)
+    .bind(&d.severity)
+    .bind(&d.reason)
+    .bind(&d.key)
+    .bind(d.created_micros)
+    .bind(d.expires_micros)
+    .bind(i64_of(d.evidence))
+    .bind(&d.origin)
+    .execute(&mut **tx)
+    .await?;
+    Ok(res.last_insert_rowid())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn known_record_ids(&self, ids: &[String]) -> Result<Vec<bool>, StoreError> {
+        let mut known = Vec::with_capacity(ids.len());
+        if ids.is_empty() {
+            return Ok(known);
+        }
+        let mut conn = self.pool.acquire().await?;
+        for id in ids {
+            let hit: Option<i64> = sqlx::query_scalar("SELECT 1 FROM record_ids WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            known.push(hit.is_some());
+        }
+        Ok(known)
+    }
+
+    async fn write_batch(&self, b: &WriteBatch) -> Result<BatchResult, StoreError> {
+        let mut result = BatchResult::default();
+        if b.is_empty() {
+            return Ok(result);
+        }
+        let mut tx = self.pool.begin().await?;
+        for id in &b.record_ids {
+            sqlx::query("INSERT OR IGNORE INTO record_ids (id, seen_micros) VALUES (?, ?)")
+                .bind(id)
+                .bind(b.seen_micros)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for e in &b.events {
+            let res = sqlx::query(
+                "INSERT OR IGNORE INTO events (id, ts_micros, kind, service, src_ip, host, origin, json) \
+                 VALUES (?,?,?,?,?,?,?,?)",
+            )
+            .bind(&e.id)
+            .bind(e.ts_micros)
+            .bind(&e.kind)
+            .bind(&e.service)
+            .bind(&e.src_ip)
+            .bind(&e.host)
+            .bind(&e.origin)
+            .bind(&e.json)
+            .execute(&mut *tx)
+            .await?;
+            result.events_inserted += res.rows_affected();
+        }
+        for a in &b.alerts {
+            sqlx::query(
+                "INSERT INTO alerts (ts_micros, rule, severity, src_ip, key, evidence, reason) \
+                 VALUES (?,?,?,?,?,?,?)",
+            )
+            .bind(a.ts_micros)
+            .bind(&a.rule)
+            .bind(&a.severity)
+            .bind(a.src_ip.as_deref())
+            .bind(&a.key)
+            .bind(i64_of(a.evidence))
+            .bind(&a.reason)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for d in &b.decisions {
+            sqlx::query(
+                "INSERT OR REPLACE INTO decisions (ip, decision, rule, severity, reason, key, \
+                 created_micros, expires_micros, evidence, origin) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            )
+            .bind(&d.ip)
+            .bind(&d.decision)
+            .bind(&d.rule)
+            .bind(&d.severity)
+            .bind(&d.reason)
+            .bind(&d.key)
+            .bind(d.created_micros)
+            .bind(d.expires_micros)
+            .bind(i64_of(d.evidence))
+            .bind(&d.origin)
+            .execute(&mut *tx)
+            .await?;
+            result
+                .change_seqs
+                .push(log_change(&mut tx, "add", d.created_micros, d).await?);
+        }
+        for a in &b.agents {
+            sqlx::query(
+                "INSERT INTO agents (agent_id, hostname, version, sent_micros, seen_micros, peer, status_json) \
+                 VALUES (?,?,?,?,?,?,?) ON CONFLICT(agent_id) DO UPDATE SET hostname = excluded.hostname, \
+                 version = excluded.version, sent_micros = excluded.sent_micros, \
+                 seen_micros = excluded.seen_micros, peer = excluded.peer, status_json = excluded.status_json \
+                 WHERE excluded.sent_micros >= agents.sent_micros",
+            )
+            .bind(&a.agent_id)
+            .bind(&a.hostname)
+            .bind(&a.version)
+            .bind(a.sent_micros)
+            .bind(a.seen_micros)
+            .bind(&a.peer)
+            .bind(&a.status_json)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    async fn query_events(&self, q: &EventQuery) -> Result<Vec<EventRow>, StoreError> {
+        // Optional filters as `(? IS NULL OR col = ?)` keep one prepared
+        // statement for every combination.
+        let rows = sqlx::query(
+            "SELECT id, ts_micros, kind, service, src_ip, host, origin, json FROM events \
+             WHERE (?1 IS NULL OR src_ip = ?1) AND (?2 IS NULL OR kind = ?2) \
+             AND (?3 IS NULL OR service = ?3) AND (?4 IS NULL OR ts_micros >= ?4) \
+             ORDER BY ts_micros DESC, id DESC LIMIT ?5",
+        )
+        .bind(q.src_ip.as_deref())
+        .bind(q.kind.as_deref())
+        .bind(q.service.as_deref())
+        .bind(q.since_micros)
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(EventRow {
+                    id: r.try_get("id")?,
+                    ts_micros: r.try_get("ts_micros")?,
+                    kind: r.try_get("kind")?,
+                    service: r.try_get("service")?,
+                    src_ip: r.try_get("src_ip")?,
+                    host: r.try_get("host")?,
+                    origin: r.try_get("origin")?,
+                    json: r.try_get("json")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn list_alerts(&self, limit: u32) -> Result<Vec<AlertRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT ts_micros, rule, severity, src_ip, key, evidence, reason FROM alerts \
+             ORDER BY ts_micros DESC, rowid DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AlertRow {
+                    ts_micros: r.try_get("ts_micros")?,
+                    rule: r.try_get("rule")?,
+                    severity: r.try_get("severity")?,
+                    src_ip: r.try_get("src_ip")?,
+                    key: r.try_get("key")?,
+                    evidence: u64_col(r, "evidence")?,
+                    reason: r.try_get("reason")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_decisions(
+        &self,
+        ip: &str,
+        decision: Option<&str>,
+        origin: &str,
+        now_micros: i64,
+    ) -> Result<Vec<DecisionRow>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "DELETE FROM decisions WHERE ip = ?1 AND (?2 IS NULL OR decision = ?2) \
+             RETURNING ip, decision, rule, severity, reason, key, created_micros, \
+             expires_micros, evidence, origin",
+        )
+        .bind(ip)
+        .bind(decision)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut removed = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let mut d = decision_of(r)?;
+            // The change names who deleted it; the row keeps who made it.
+            let made_by = std::mem::replace(&mut d.origin, origin.to_owned());
+            log_change(&mut tx, "delete", now_micros, &d).await?;
+            d.origin = made_by;
+            removed.push(d);
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn list_decisions(&self, active_at: Option<i64>) -> Result<Vec<DecisionRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT ip, decision, rule, severity, reason, key, created_micros, expires_micros, \
+             evidence, origin FROM decisions WHERE (?1 IS NULL OR expires_micros > ?1) \
+             ORDER BY created_micros, ip, decision",
+        )
+        .bind(active_at)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decision_of).collect()
+    }
+
+    async fn decision_changes(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<DecisionChange>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, op, at_micros, ip, decision, rule, severity, reason, key, created_micros, \
+             expires_micros, evidence, origin FROM decision_changes WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DecisionChange {
+                    seq: r.try_get("seq")?,
+                    op: r.try_get("op")?,
+                    at_micros: r.try_get("at_micros")?,
+                    decision: decision_of(r)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn last_change_seq(&self) -> Result<i64, StoreError> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM decision_changes")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn list_agents(&self) -> Result<Vec<AgentRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT agent_id, hostname, version, sent_micros, seen_micros, peer, status_json \
+             FROM agents ORDER BY agent_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AgentRow {
+                    agent_id: r.try_get("agent_id")?,
+                    hostname: r.try_get("hostname")?,
+                    version: r.try_get("version")?,
+                    sent_micros: r.try_get("sent_micros")?,
+                    seen_micros: r.try_get("seen_micros")?,
+                    peer: r.try_get("peer")?,
+                    status_json: r.try_get("status_json")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn counts(&self) -> Result<StoreCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM events) AS events, (SELECT COUNT(*) FROM alerts) AS alerts, \
+             (SELECT COUNT(*) FROM decisions) AS decisions, \
+             (SELECT COUNT(*) FROM record_ids) AS record_ids, (SELECT COUNT(*) FROM agents) AS agents",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(StoreCounts {
+            events: u64_col(&row, "events")?,
+            alerts: u64_col(&row, "alerts")?,
+            decisions: u64_col(&row, "decisions")?,
+            record_ids: u64_col(&row, "record_ids")?,
+            agents: u64_col(&row, "agents")?,
+        })
+    }
+
+    async fn prune(&self, before_micros: i64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut n = 0;
+        for sql in [
+            "DELETE FROM events WHERE ts_micros < ?",
+            "DELETE FROM alerts WHERE ts_micros < ?",
+            "DELETE FROM record_ids WHERE seen_micros < ?",
+            "DELETE FROM decisions WHERE expires_micros < ?",
+            "DELETE FROM decision_changes WHERE at_micros < ?",
+        ] {
+            n += sqlx::query(sql)
+                .bind(before_micros)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(ip: &str, kind: &str, expires: i64) -> DecisionRow {
+        DecisionRow {
+            ip: ip.into(),
+            decision: kind.into(),
+            rule: "r".into(),
+            severity: "high".into(),
+            reason: "because".into(),
+            key: ip.into(),
+            created_micros: 10,
+            expires_micros: expires,
+            evidence: 5,
+            origin: "engine".into(),
+        }
+    }
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open_dir(&dir.path().join("data"))
+            .await
+            .unwrap();
+        (dir, s)
+    }
+
+    #[tokio::test]
+    async fn record_ids_are_known_after_their_batch_even_across_reopen() {
+        let (dir, s) = store().await;
+        let ids: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(s.known_record_ids(&ids).await.unwrap(), [false, false]);
+        s.write_batch(&ids_batch(&["a", "b", "a"], 1))
+            .await
+            .unwrap();
+        s.close().await;
+        let s = SqliteStore::open_dir(&dir.path().join("data"))
+            .await
+            .unwrap();
+        let ids = vec!["b".to_string(), "c".to_string()];
+        assert_eq!(s.known_record_ids(&ids).await.unwrap(), [true, false]);
+        assert_eq!(s.counts().await.unwrap().record_ids, 2);
+    }
+
+    fn ids_batch(ids: &[&str], seen: i64) -> WriteBatch {
+        WriteBatch {
+            record_ids: ids.iter().map(|s| s.to_string()).collect(),
+            seen_micros: seen,
+            ..WriteBatch::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn events_dedupe_by_id_and_filter() {
+        let (_d, s) = store().await;
+        let ev = |id: &str, ts: i64, ip: &str| EventRow {
+            id: id.into(),
+            ts_micros: ts,
+            kind: "auth.attempt".into(),
+            service: "ssh".into(),
+            src_ip: ip.into(),
+            host: "h".into(),
+            origin: "log".into(),
+            json: "{}".into(),
+        };
+        let batch = WriteBatch {
+            events: vec![
+                ev("1", 1, "10.0.0.1"),
+                ev("2", 2, "10.0.0.2"),
+                ev("1", 1, "10.0.0.1"),
+            ],
+            ..WriteBatch::default()
+        };
+        assert_eq!(s.write_batch(&batch).await.unwrap().events_inserted, 2);
+        let all = s
+            .query_events(&EventQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            all.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            ["2", "1"]
+        );
+        let one = s
+            .query_events(&EventQuery {
+                src_ip: Some("10.0.0.1".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].id, "1");
+    }
+
+    #[tokio::test]
+    async fn decisions_replace_delete_and_log_changes_in_order() {
+        let (_d, s) = store().await;
+        let seqs = s
+            .put_decisions(&[
+                decision("10.0.0.1", "deceive", 100),
+                decision("10.0.0.2", "block", 50),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(seqs, [1, 2]);
+        // Renewal replaces the row, still one decision per (ip, type).
+        s.put_decisions(&[decision("10.0.0.1", "deceive", 200)])
+            .await
+            .unwrap();
+        let all = s.list_decisions(None).await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(s.list_decisions(Some(60)).await.unwrap().len(), 1);
+        let removed = s
+            .delete_decisions("10.0.0.1", None, "cli", 300)
+            .await
+            .unwrap();
+        assert_eq!(removed.len(), 1);
+        assert_eq!(removed[0].expires_micros, 200);
+        assert_eq!(removed[0].origin, "engine");
+        assert!(
+            s.delete_decisions("10.0.0.9", None, "cli", 300)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let changes = s.decision_changes(2, 10).await.unwrap();
+        assert_eq!(
+            changes
+                .iter()
+                .map(|c| (c.seq, c.op.as_str()))
+                .collect::<Vec<_>>(),
+            [(3, "add"), (4, "delete")]
+        );
+        assert_eq!(changes[1].decision.origin, "cli");
+        assert_eq!(s.last_change_seq().await.unwrap(), 4);
+    }
+
+    #[tokio::test]
+    async fn agent_heartbeat_keeps_the_newest() {
+        let (_d, s) = store().await;
+        let hb = |sent: i64, host: &str| AgentRow {
+            agent_id: "a1".into(),
+            hostname: host.into(),
+            version: "0.1.0".into(),
+            sent_micros: sent,
+            seen_micros: sent,
+            peer: "127.0.0.1:1".into(),
+            status_json: "{}".into(),
+        };
+        let put = |a: AgentRow| WriteBatch {
+            agents: vec![a],
+            ..WriteBatch::default()
+        };
+        s.write_batch(&put(hb(20, "new"))).await.unwrap();
+        // A late (queued) heartbeat must not overwrite a newer one.
+        s.write_batch(&put(hb(10, "old"))).await.unwrap();
+        let agents = s.list_agents().await.unwrap();
+        assert_eq!(agents.len(), 1);
+        assert_eq!(agents[0].hostname, "new");
+    }
+
+    #[tokio::test]
+    async fn prune_drops_old_rows_only() {
+        let (_d, s) = store().await;
+        s.write_batch(&ids_batch(&["old"], 1)).await.unwrap();
+        s.write_batch(&ids_batch(&["new"], 100)).await.unwrap();
+        s.put_decisions(&[decision("10.0.0.1", "block", 5)])
+            .await
+            .unwrap();
+        assert!(s.prune(50).await.unwrap() >= 2);
+        let c = s.counts().await.unwrap();
+        assert_eq!(c.record_ids, 1);
+        assert_eq!(c.decisions, 0);
+    }
+}

@@ -1,0 +1,383 @@
+//! `mirage server`: run the detection server, or (subcommands) read and
+//! change what it stored: decisions, events, agents, alerts.
+//!
+//! The subcommands open the same SQLite file the running server writes
+//! (WAL mode allows it); a decision added or deleted here reaches the
+//! running server's rule engine through the store's change log within a
+//! second.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use mirage_config::ServerConfig;
+use mirage_store::{DecisionRow, EventQuery, SqliteStore, Store};
+
+use crate::EXIT_USAGE;
+use crate::cli::{DecisionsOp, EventsArgs, OutputFormat, ServerArgs, ServerCommand, StoreArgs};
+
+pub fn run(args: ServerArgs) -> ExitCode {
+    if args.print_config {
+        print!("{}", mirage_config::SERVER_EXAMPLE_TOML);
+        return ExitCode::SUCCESS;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mirage: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match args.command {
+        None => rt.block_on(serve(args.config, args.data_dir, args.syslog)),
+        Some(cmd) => rt.block_on(operate(cmd)),
+    }
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<ServerConfig, ExitCode> {
+    match path {
+        Some(p) => ServerConfig::load(p).map_err(|e| {
+            eprintln!("mirage: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }),
+        None => Ok(ServerConfig::default()),
+    }
+}
+
+async fn serve(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    syslog: Vec<std::net::SocketAddr>,
+) -> ExitCode {
+    let mut config = match load_config(config.as_ref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Some(dir) = data_dir {
+        config.server.data_dir = dir;
+    }
+    if !syslog.is_empty() {
+        // An address given on the command line is meant exactly.
+        config.syslog.listen = syslog;
+        config.syslog.fallback_port = 0;
+    }
+    let server = match mirage_server::start(&config).await {
+        Ok(s) => s,
+        Err(mirage_server::ServerError::Config(e)) => {
+            eprintln!("mirage: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Err(e) => {
+            eprintln!("mirage: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        "server running; data in {}",
+        config.server.data_dir.display()
+    );
+    crate::sensor_cmd::wait_for_signal().await;
+    tracing::info!("shutting down: storing what was received");
+    server.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn open_store(args: &StoreArgs) -> Result<SqliteStore, ExitCode> {
+    let dir = match (&args.data_dir, &args.config) {
+        (Some(d), _) => d.clone(),
+        (None, Some(_)) => load_config(args.config.as_ref())?.server.data_dir,
+        (None, None) => ServerConfig::default().server.data_dir,
+    };
+    if !dir.join("mirage.db").exists() {
+        eprintln!(
+            "mirage: {}: no server database here (run `mirage server` first, or pass --data-dir)",
+            dir.display()
+        );
+        return Err(ExitCode::from(EXIT_USAGE));
+    }
+    SqliteStore::open_dir(&dir).await.map_err(|e| {
+        eprintln!("mirage: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+async fn operate(cmd: ServerCommand) -> ExitCode {
+    let result = match cmd {
+        ServerCommand::Decisions { op } => decisions(op).await,
+        ServerCommand::Events(args) => events(args).await,
+        ServerCommand::Agents(args) => agents(args).await,
+        ServerCommand::Alerts(args) => alerts(args).await,
+    };
+    result.unwrap_or_else(|code| code)
+}
+
+fn failed(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("mirage: {e}");
+    ExitCode::FAILURE
+}
+
+fn now_micros() -> i64 {
+    Utc::now().timestamp_micros()
+}
+
+fn time_text(micros: i64) -> String {
+    DateTime::<Utc>::from_timestamp_micros(micros)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// Attacker-chosen text (user names in keys and reasons) printed to a
+/// terminal: control characters escaped, so it cannot move the cursor or
+/// fake lines.
+fn safe(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn decision_json(d: &DecisionRow, now: i64) -> serde_json::Value {
+    serde_json::json!({
+        "ip": d.ip,
+        "decision": d.decision,
+        "rule": d.rule,
+        "severity": d.severity,
+        "reason": d.reason,
+        "key": d.key,
+        "created": time_text(d.created_micros),
+        "expires": time_text(d.expires_micros),
+        "ttl_secs": ((d.expires_micros - now).max(0) / 1_000_000),
+        "evidence": d.evidence,
+        "origin": d.origin,
+    })
+}
+
+fn print_decisions(rows: &[DecisionRow], format: OutputFormat) {
+    let now = now_micros();
+    match format {
+        OutputFormat::Json => print_json(&serde_json::Value::Array(
+            rows.iter().map(|d| decision_json(d, now)).collect(),
+        )),
+        OutputFormat::Text => {
+            println!(
+                "{:<39} {:<8} {:>8}  {:<26} {:<8} {:<7} REASON",
+                "IP", "DECISION", "TTL", "RULE", "SEVERITY", "ORIGIN"
+            );
+            for d in rows {
+                let ttl = (d.expires_micros - now).max(0) / 1_000_000;
+                println!(
+                    "{:<39} {:<8} {:>7}s  {:<26} {:<8} {:<7} {}",
+                    d.ip,
+                    d.decision,
+                    ttl,
+                    d.rule,
+                    d.severity,
+                    d.origin,
+                    safe(&d.reason)
+                );
+            }
+        }
+    }
+}
+
+async fn decisions(op: DecisionsOp) -> Result<ExitCode, ExitCode> {
+    match op {
+        DecisionsOp::List { store, all } => {
+            let s = open_store(&store).await?;
+            let mut rows = s
+                .list_decisions((!all).then(now_micros))
+                .await
+                .map_err(failed)?;
+            rows.truncate(store.limit as usize);
+            print_decisions(&rows, store.format);
+        }
+        DecisionsOp::Add {
+            ip,
+            decision,
+            ttl,
+            reason,
+            store,
+        } => {
+            let Some(ttl_micros) = mirage_rules::parse_duration(&ttl).filter(|t| *t > 0) else {
+                eprintln!("mirage: --ttl: '{ttl}' is not a duration like 30m, 4h or 7d");
+                return Err(ExitCode::from(EXIT_USAGE));
+            };
+            let s = open_store(&store).await?;
+            let now = now_micros();
+            let row = DecisionRow {
+                ip: ip.to_canonical().to_string(),
+                decision,
+                rule: "manual".into(),
+                severity: "high".into(),
+                reason,
+                key: String::new(),
+                created_micros: now,
+                expires_micros: now.saturating_add(ttl_micros),
+                evidence: 0,
+                origin: "cli".into(),
+            };
+            s.put_decisions(std::slice::from_ref(&row))
+                .await
+                .map_err(failed)?;
+            print_decisions(&[row], store.format);
+        }
+        DecisionsOp::Delete {
+            ip,
+            decision,
+            store,
+        } => {
+            let s = open_store(&store).await?;
+            let removed = s
+                .delete_decisions(
+                    &ip.to_canonical().to_string(),
+                    decision.as_deref(),
+                    "cli",
+                    now_micros(),
+                )
+                .await
+                .map_err(failed)?;
+            if removed.is_empty() {
+                eprintln!("mirage: no decision about {ip}");
+                return Err(ExitCode::FAILURE);
+            }
+            print_decisions(&removed, store.format);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn events(args: EventsArgs) -> Result<ExitCode, ExitCode> {
+    let s = open_store(&args.store).await?;
+    let rows = s
+        .query_events(&EventQuery {
+            src_ip: args.ip.map(|ip| ip.to_canonical().to_string()),
+            kind: args.kind,
+            service: args.service,
+            since_micros: None,
+            limit: args.store.limit,
+        })
+        .await
+        .map_err(failed)?;
+    match args.store.format {
+        // The stored event as the sensor wrote it: `mirage report` reads it.
+        OutputFormat::Json => {
+            for r in &rows {
+                println!("{}", r.json);
+            }
+        }
+        OutputFormat::Text => {
+            println!(
+                "{:<20} {:<8} {:<14} {:<39} {:<20} DETAIL",
+                "TIME", "SERVICE", "KIND", "SOURCE", "HOST"
+            );
+            for r in &rows {
+                println!(
+                    "{:<20} {:<8} {:<14} {:<39} {:<20} {}",
+                    time_text(r.ts_micros),
+                    r.service,
+                    r.kind,
+                    r.src_ip,
+                    safe(&r.host),
+                    safe(&event_detail(&r.json))
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line of what an event says, for the text table.
+fn event_detail(json: &str) -> String {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
+        return String::new();
+    };
+    let get = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("");
+    match get("kind") {
+        "auth.attempt" => format!(
+            "{} {} user={}",
+            get("method"),
+            get("result"),
+            get("username")
+        ),
+        "command" => get("raw").chars().take(120).collect(),
+        "attack" => get("technique").to_owned(),
+        _ => String::new(),
+    }
+}
+
+async fn agents(args: StoreArgs) -> Result<ExitCode, ExitCode> {
+    let s = open_store(&args).await?;
+    let rows = s.list_agents().await.map_err(failed)?;
+    match args.format {
+        OutputFormat::Json => print_json(&serde_json::Value::Array(
+            rows.iter()
+                .map(|a| {
+                    serde_json::json!({
+                        "agent_id": a.agent_id,
+                        "hostname": a.hostname,
+                        "version": a.version,
+                        "sent": time_text(a.sent_micros),
+                        "seen": time_text(a.seen_micros),
+                        "peer": a.peer,
+                        "status": serde_json::from_str::<serde_json::Value>(&a.status_json)
+                            .unwrap_or(serde_json::Value::Null),
+                    })
+                })
+                .collect(),
+        )),
+        OutputFormat::Text => {
+            println!(
+                "{:<38} {:<20} {:<8} {:<20} PEER",
+                "AGENT", "HOST", "VERSION", "LAST SEEN"
+            );
+            for a in &rows {
+                println!(
+                    "{:<38} {:<20} {:<8} {:<20} {}",
+                    safe(&a.agent_id),
+                    safe(&a.hostname),
+                    safe(&a.version),
+                    time_text(a.seen_micros),
+                    a.peer
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn alerts(args: StoreArgs) -> Result<ExitCode, ExitCode> {
+    let s = open_store(&args).await?;
+    let rows = s.list_alerts(args.limit).await.map_err(failed)?;
+    match args.format {
+        OutputFormat::Json => print_json(&serde_json::to_value(&rows).unwrap_or_default()),
+        OutputFormat::Text => {
+            println!(
+                "{:<20} {:<26} {:<8} {:<39} REASON",
+                "TIME", "RULE", "SEVERITY", "SOURCE"
+            );
+            for a in &rows {
+                println!(
+                    "{:<20} {:<26} {:<8} {:<39} {}",
+                    time_text(a.ts_micros),
+                    a.rule,
+                    a.severity,
+                    a.src_ip.as_deref().unwrap_or("-"),
+                    safe(&a.reason)
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,144 @@
+//! Running the real `mirage` binary as a detection server in tests, and
+//! reading what it stored through its own CLI (`mirage server decisions …`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A `mirage server` child process with its own data dir and a syslog port
+/// on 127.0.0.1 (TCP and UDP), killed on drop. Its stderr goes to a file
+/// (a pipe nobody reads would block a chatty server).
+pub struct MirageServer {
+    pub child: Option<Child>,
+    pub syslog: SocketAddr,
+    pub dir: PathBuf,
+    config: PathBuf,
+}
+
+impl MirageServer {
+    /// Start with `config` (TOML text, may be empty) under `dir`.
+    pub fn start(config: &str, dir: &Path) -> MirageServer {
+        let port = mirage_testkit::free_port();
+        let syslog: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let cfg = dir.join("server.toml");
+        std::fs::write(&cfg, config).unwrap();
+        let mut s = MirageServer {
+            child: None,
+            syslog,
+            dir: dir.to_path_buf(),
+            config: cfg,
+        };
+        s.restart();
+        s
+    }
+
+    /// (Re)start on the same port, config and data.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_mirage"))
+            .args(["server", "--config"])
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(["--syslog", &self.syslog.to_string()])
+            .env("MIRAGE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        mirage_testkit::wait_for_port(self.syslog, Duration::from_secs(20));
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.syslog.port()
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        let mut child = self.child.take().expect("running");
+        super::signal(child.id(), "TERM");
+        let (code, _) = super::wait_with_timeout(&mut child, Duration::from_secs(30));
+        assert_eq!(code, Some(0), "server exited badly: {}", self.log());
+    }
+
+    /// Run `mirage server ARGS --data-dir DIR`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mirage"));
+        cmd.arg("server").args(args).arg("--data-dir").arg(self.data_dir());
+        cmd.output().unwrap()
+    }
+
+    /// Active decisions, as `decisions list --format json` prints them.
+    pub fn decisions(&self) -> Vec<Value> {
+        let out = self.cli(&["decisions", "list", "--format", "json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+    }
+
+    /// Stored events (newest first, up to `limit`), as schema JSON.
+    pub fn events(&self, limit: u32) -> Vec<Value> {
+        let out = self.cli(&["events", "--format", "json", "--limit", &limit.to_string()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Poll `f` until it returns `Some`, or panic with the server log.
+    pub fn wait_for<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            if start.elapsed() > timeout {
+                panic!("timed out waiting for {what}; server log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The active decision about `ip` (any type), waiting up to `timeout`.
+    pub fn wait_decision(&self, ip: &str, timeout: Duration) -> Value {
+        self.wait_for(&format!("a decision about {ip}"), timeout, || {
+            self.decisions().into_iter().find(|d| d["ip"] == ip)
+        })
+    }
+}
+
+impl Drop for MirageServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Auth lines as sshd writes them (message part only).
+pub fn failed_password(user: &str, ip: &str, port: u16) -> String {
+    format!("Failed password for {user} from {ip} port {port} ssh2")
+}

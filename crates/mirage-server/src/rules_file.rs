@@ -42,7 +42,9 @@ impl RuleSource {
                 self.seen = stamp(path);
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("{}: cannot read rule file: {e}", path.display()))?;
-                RuleSet::parse(&text).map_err(|e| format!("{}:{e}", path.display()))?
+                RuleSet::parse(&text).map_err(|e| {
+                    format!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message)
+                })?
             }
         };
         let extra: Vec<&str> = self.extra_whitelist.iter().map(String::as_str).collect();

@@ -145,12 +145,19 @@ impl SqliteStore {
                 ),
             });
         }
-        let mut tx = self.pool.begin().await?;
-        sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
-        sqlx::raw_sql(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        if version == SCHEMA_VERSION {
+            // Up to date: no write, so opening beside a running server
+            // (the operator CLI) never contends for the write lock.
+            return Ok(());
+        }
+        // IMMEDIATE takes the write lock up front; a deferred transaction
+        // that reads the schema first could not upgrade while another
+        // process writes, and would fail instead of waiting.
+        sqlx::raw_sql(&format!(
+            "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        ))
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -1,0 +1,158 @@
+//! `mirage server`'s command-line contract: config errors exit 2 with one
+//! line naming file and key; operators add, list and delete decisions, and
+//! the running server's rule engine follows those changes.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::server::{MirageServer, failed_password};
+
+fn mirage(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mirage"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn config_errors_are_one_line_naming_file_and_key_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("s.toml");
+    std::fs::write(
+        &cfg,
+        "[syslog]\nmax_connections = 10\nlisten = [\"not an address\"]\n",
+    )
+    .unwrap();
+    let out = mirage(&["server", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("s.toml:3:") && err.contains("syslog.listen"),
+        "{err}"
+    );
+
+    std::fs::write(&cfg, "[rules]\nwhitelist = [\"10.0.0.0/99\"]\n").unwrap();
+    let out = mirage(&["server", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("key 'rules.whitelist'"), "{err}");
+
+    // A rule file that does not compile stops the start with its position.
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"x\"\nfields = { nope = \"a\" }\n",
+    )
+    .unwrap();
+    std::fs::write(&cfg, format!("[rules]\nfile = \"{}\"\n", rules.display())).unwrap();
+    let data = dir.path().join("data");
+    let out = mirage(&[
+        "server",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--syslog",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rules.toml:3:"), "{err}");
+    assert!(err.contains("unknown field"), "{err}");
+
+    // Operator commands on a directory without a database.
+    let out = mirage(&[
+        "server",
+        "decisions",
+        "list",
+        "--data-dir",
+        dir.path().join("none").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no server database"));
+
+    let out = mirage(&["server", "--print-config"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        mirage_config::SERVER_EXAMPLE_TOML
+    );
+}
+
+#[test]
+fn operator_decisions_reach_the_running_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = MirageServer::start("", dir.path());
+    let send = |ip: &str, n: u16| {
+        let mut s = std::net::TcpStream::connect(server.syslog).unwrap();
+        use std::io::Write;
+        // Current times: a decision lasts its TTL from the event's time.
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        for i in 0..n {
+            writeln!(
+                s,
+                "<38>1 {now} web1 sshd 1 - - {}",
+                failed_password("root", ip, 1000 + i)
+            )
+            .unwrap();
+        }
+    };
+
+    // A manual decision, listed with its TTL.
+    let out = server.cli(&[
+        "decisions",
+        "add",
+        "192.0.2.40",
+        "--type",
+        "deceive",
+        "--ttl",
+        "2h",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = server.wait_decision("192.0.2.40", Duration::from_secs(5));
+    assert_eq!(d["origin"], "cli");
+    assert_eq!(d["rule"], "manual");
+    assert!(
+        (7000..=7200).contains(&d["ttl_secs"].as_u64().unwrap()),
+        "{d}"
+    );
+    // Give the server its one-second look at the change log.
+    std::thread::sleep(Duration::from_millis(1500));
+    // The engine knows it: 5 failures renew the operator's decision (same
+    // rule, extended to the brute-force rule's 4h) instead of adding the
+    // rule's own decision beside it.
+    send("192.0.2.40", 5);
+    let d = server.wait_for("the renewal", Duration::from_secs(10), || {
+        server
+            .decisions()
+            .into_iter()
+            .find(|d| d["ip"] == "192.0.2.40" && d["ttl_secs"].as_u64().unwrap() > 7200)
+    });
+    assert_eq!(d["rule"], "manual", "{d}");
+    assert_eq!(server.decisions().len(), 1);
+
+    // Deleted: the engine forgets it too, so the next 5 failures decide
+    // anew (had the engine kept it, they would only renew it silently).
+    let out = server.cli(&["decisions", "delete", "192.0.2.40"]);
+    assert!(out.status.success());
+    assert!(!server.decisions().iter().any(|d| d["ip"] == "192.0.2.40"));
+    std::thread::sleep(Duration::from_millis(1500));
+    send("192.0.2.40", 5);
+    let d = server.wait_decision("192.0.2.40", Duration::from_secs(10));
+    assert_eq!(d["origin"], "engine", "{d}");
+    assert_eq!(d["rule"], "ssh-bruteforce-account");
+
+    let out = server.cli(&["decisions", "delete", "192.0.2.99"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = server.cli(&["decisions", "add", "192.0.2.41", "--ttl", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   redis-server redis-tools   # real Redis for conformance tests and benchmarks; redis-cli
   nmap                       # nmap -sV service detection tests
+  mariadb-client             # the mariadb/mysql CLI against the MySQL honeypot
+  mariadb-server             # the real server the MySQL benchmark compares with
   iproute2                   # network namespaces for floods and benches
   procps                     # ps/pkill-free process inspection
   chromium                   # the HTML report opened headless
@@ -15,7 +17,10 @@ APT_PACKAGES=(
   rsyslog                    # a real syslog producer forwarding to mirage server
   bsdutils                   # util-linux logger (RFC 3164/5424, TCP/UDP, octet counting)
   openssh-server sshpass     # a real sshd receiving failed logins, for detection tests
-  hydra                      # brute-force client against real sshd and honeypots
+  hydra                      # brute-force client against real sshd and honeypots (ssh, mysql)
+  openssh-client             # ssh and ssh-keygen, for the agent's real-sshd log test
+  systemd                    # journalctl, which the agent's journald source runs
+  systemd-journal-remote     # writes journal files for the journald source tests (no journald here)
 )
 
 missing=()

@@ -480,3 +480,30 @@ async fn async_wrapper_waits_for_lines() {
     let inner = t.into_inner().await;
     assert_eq!(inner.status()[0].acked_offset, 11);
 }
+
+/// A line's fingerprint (part of its record id) is the same whenever it is
+/// read, however far the file had grown, and differs for other content at
+/// the same place.
+#[test]
+fn line_fingerprints_are_stable_across_reads_and_tell_contents_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("auth.log");
+    append(&f, "first\n");
+    let mut c = config(dir.path(), &["auth.log"]);
+    c.checkpoint_path = None;
+    c.fingerprint_bytes = 16;
+    let early = Tailer::open(c.clone()).unwrap().poll();
+    // The file grows past the fingerprint size; both lines read again.
+    append(&f, "second line, longer than sixteen bytes\nthird\n");
+    let late = Tailer::open(c.clone()).unwrap().poll();
+    assert_eq!(early[0].fingerprint, late[0].fingerprint);
+    assert_ne!(late[0].fingerprint, late[1].fingerprint);
+    // Lines past the fingerprint size share the file's full fingerprint.
+    assert_eq!(late[1].fingerprint, late[2].fingerprint);
+    // Same offsets, other content (a rewritten file): other fingerprints.
+    fs::write(&f, "FIRST\nsecond line, longer than sixteen bytes\nthird\n").unwrap();
+    let other = Tailer::open(c).unwrap().poll();
+    assert_eq!(other[0].offset, late[0].offset);
+    assert_ne!(other[0].fingerprint, late[0].fingerprint);
+    assert_ne!(other[2].fingerprint, late[2].fingerprint);
+}

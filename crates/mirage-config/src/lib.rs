@@ -9,6 +9,7 @@
 //! them as they are and exits 2.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 mod error;
 mod limits;
 mod redis;
@@ -19,6 +20,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use agent::{AGENT_EXAMPLE_TOML, AgentConfig};
 pub use error::ConfigError;
 pub use limits::LimitsConfig;
 pub use redis::{KeyspaceMode, RedisConfig};

@@ -22,6 +22,10 @@ pub enum Command {
     /// rules, attacker decisions out (embedded default config with no flags).
     /// Subcommands read and change what it stored.
     Server(Box<ServerArgs>),
+    /// Run the host agent: ship service logs (files, journald, Redis
+    /// MONITOR) to the server as syslog (embedded default config with no
+    /// flags).
+    Agent(AgentArgs),
     /// Write the annotated example configuration.
     Init(InitArgs),
     /// Analyse captures (mirage JSONL, tcppc-go, netfilter LOG lines): counts,
@@ -168,6 +172,16 @@ pub struct EventsArgs {
     /// Only this service (`ssh`, `redis`, …).
     #[arg(long)]
     pub service: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// TOML configuration file (default: the embedded default config).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Print the configuration in effect (passwords hidden) and exit.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 #[derive(Args, Debug)]

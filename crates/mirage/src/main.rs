@@ -4,6 +4,7 @@
 //! configuration (one line on stderr), 1 failure at run time.
 #![forbid(unsafe_code)]
 
+mod agent_cmd;
 mod cli;
 mod sensor_cmd;
 mod server_cmd;
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Sensor(args) => sensor_cmd::run(args),
         Command::Server(args) => server_cmd::run(*args),
+        Command::Agent(args) => agent_cmd::run(args),
         Command::Init(args) => init(args),
         Command::Report(args) => mirage_report::run(*args),
         Command::Completions { shell } => {

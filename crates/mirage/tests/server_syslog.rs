@@ -20,7 +20,16 @@ const TTL: u64 = 4 * 3600;
 fn logger(server: &MirageServer, flags: &[&str], lines: &[String]) {
     let bin = mirage_testkit::require_tool("logger");
     let mut child = Command::new(bin)
-        .args(["-n", "127.0.0.1", "-P", &server.port().to_string(), "-t", "sshd", "-p", "auth.info"])
+        .args([
+            "-n",
+            "127.0.0.1",
+            "-P",
+            &server.port().to_string(),
+            "-t",
+            "sshd",
+            "-p",
+            "auth.info",
+        ])
         .args(flags)
         .stdin(Stdio::piped())
         .spawn()
@@ -35,7 +44,9 @@ fn logger(server: &MirageServer, flags: &[&str], lines: &[String]) {
 }
 
 fn failures(ip: &str, n: u16) -> Vec<String> {
-    (0..n).map(|i| failed_password("root", ip, 40000 + i)).collect()
+    (0..n)
+        .map(|i| failed_password("root", ip, 40000 + i))
+        .collect()
 }
 
 fn assert_bruteforce_decision(server: &MirageServer, ip: &str) {
@@ -48,7 +59,15 @@ fn assert_bruteforce_decision(server: &MirageServer, ip: &str) {
 }
 
 fn auth_events_for(server: &MirageServer, ip: &str) -> Vec<Value> {
-    let out = server.cli(&["events", "--format", "json", "--ip", ip, "--kind", "auth.attempt"]);
+    let out = server.cli(&[
+        "events",
+        "--format",
+        "json",
+        "--ip",
+        ip,
+        "--kind",
+        "auth.attempt",
+    ]);
     assert!(out.status.success());
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -71,7 +90,11 @@ fn logger_in_every_framing_and_format_raises_the_ssh_decision() {
         logger(&server, flags, &failures(ip, 5));
     }
     // Four failures stay below the threshold.
-    logger(&server, &["--tcp", "--rfc5424"], &failures("203.0.113.9", 4));
+    logger(
+        &server,
+        &["--tcp", "--rfc5424"],
+        &failures("203.0.113.9", 4),
+    );
     for (ip, flags) in variants {
         assert_bruteforce_decision(&server, ip);
         let events = auth_events_for(&server, ip);
@@ -80,7 +103,13 @@ fn logger_in_every_framing_and_format_raises_the_ssh_decision() {
             assert_eq!(e["service"], "ssh");
             assert_eq!(e["username"], "root");
             assert_eq!(e["result"], "failure");
-            assert!(e["tags"].as_array().unwrap().iter().any(|t| t == "from_log"));
+            assert!(
+                e["tags"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|t| t == "from_log")
+            );
         }
     }
     assert_eq!(auth_events_for(&server, "203.0.113.9").len(), 4);
@@ -133,12 +162,18 @@ ruleset(name="udp") {{
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     );
-    let sockets = [("octet", "198.51.100.1"), ("lf", "198.51.100.2"), ("udp", "198.51.100.3")];
+    let sockets = [
+        ("octet", "198.51.100.1"),
+        ("lf", "198.51.100.2"),
+        ("udp", "198.51.100.3"),
+    ];
     for (name, _) in sockets {
         let sock = d.join(format!("{name}.sock"));
-        server.wait_for(&format!("rsyslog socket {name}"), Duration::from_secs(10), || {
-            sock.exists().then_some(())
-        });
+        server.wait_for(
+            &format!("rsyslog socket {name}"),
+            Duration::from_secs(10),
+            || sock.exists().then_some(()),
+        );
     }
     let logger = mirage_testkit::require_tool("logger");
     for (name, ip) in sockets {
@@ -155,10 +190,14 @@ ruleset(name="udp") {{
     }
     for (name, ip) in sockets {
         assert_bruteforce_decision(&server, ip);
-        let events = server.wait_for(&format!("5 events via {name}"), Duration::from_secs(10), || {
-            let e = auth_events_for(&server, ip);
-            (e.len() >= 5).then_some(e)
-        });
+        let events = server.wait_for(
+            &format!("5 events via {name}"),
+            Duration::from_secs(10),
+            || {
+                let e = auth_events_for(&server, ip);
+                (e.len() >= 5).then_some(e)
+            },
+        );
         assert_eq!(events.len(), 5, "{name}: no line twice");
     }
 }

@@ -5,7 +5,7 @@
 //! ```text
 //! sources ──Record──> QueueHandle::push ──encode──> DiskQueue (segments on disk)
 //!                                                      │ read_batch / ack / rewind
-//!                                                   Sender ──TCP (RFC 6587 octet counting) or UDP──> server
+//!                                                   Sender ──TCP or TLS (octet counting) or UDP──> server
 //! ```
 //!
 //! * [`record`]: the [`Record`] and its RFC 5424 encoding, with the record's
@@ -13,13 +13,15 @@
 //! * [`queue`]: the crash-safe, size-bounded [`DiskQueue`].
 //! * [`sender`]: the async loop that drains the queue to the server,
 //!   reconnecting with capped backoff.
+//! * [`tls`]: the TLS client settings (RFC 5425) the sender uses.
 //!
 //! Delivery is at-least-once: see [`queue`] for where duplicates can come
-//! from. TLS (RFC 5425) is not implemented yet.
+//! from.
 
 pub mod queue;
 pub mod record;
 pub mod sender;
+pub mod tls;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -28,6 +30,7 @@ use tokio::sync::Notify;
 pub use queue::{DiskQueue, QueueConfig, QueueError, QueueStats, QueuedRecord};
 pub use record::{DEFAULT_MAX_MESSAGE, Record, SD_ID, encode};
 pub use sender::{Sender, SenderConfig, SenderError, SenderStats, Transport};
+pub use tls::{TlsSettings, TlsSetupError};
 
 /// A shared handle on a [`DiskQueue`]: sources push through it, the
 /// [`Sender`] drains it, and a push wakes the sender.

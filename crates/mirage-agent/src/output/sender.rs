@@ -1,5 +1,6 @@
 //! The sender: drains the [`DiskQueue`](super::DiskQueue) to the server over
-//! TCP (RFC 6587 octet counting) or UDP, forever, until cancelled.
+//! TCP (RFC 6587 octet counting), TLS (RFC 5425, the same framing inside
+//! TLS) or UDP, forever, until cancelled.
 //!
 //! A batch is acknowledged in the queue once it has been written to the
 //! socket and the connection is still open [`SenderConfig::ack_delay`] later.
@@ -11,13 +12,18 @@
 //! TCP syslog has no application ack, and a silent network partition is not
 //! seen until the send buffer fills and a write times out) the window where a
 //! batch written into a dead connection is lost; the server deduplicates by record id, and the queue makes
-//! delivery at-least-once.
+//! delivery at-least-once. On shutdown the sender half-closes the stream and
+//! waits (briefly) for the server to close its side, which proves the server
+//! read everything: the batches still held back are then acknowledged, so a
+//! graceful restart sends nothing twice.
 //!
 //! TCP frames follow rsyslog: `LEN SP MSG LF` where LEN counts the LF, which
-//! `mirage server` and rsyslog both accept. UDP sends one message per
-//! datagram; a datagram the server is not listening for is lost (an ICMP
-//! error only shows up on a later send), so UDP is best-effort.
-//! TLS (RFC 5425) is not implemented yet.
+//! `mirage server` and rsyslog both accept. TLS carries the same frames
+//! (RFC 5425 octet counting; the LF is part of the counted message), and a
+//! certificate the server's CA did not sign is a connection failure, retried
+//! like any other. UDP sends one message per datagram; a datagram the server
+//! is not listening for is lost (an ICMP error only shows up on a later
+//! send), so UDP is best-effort.
 
 use std::collections::VecDeque;
 use std::io;
@@ -25,12 +31,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio_rustls::client::TlsStream;
 use tokio_util::sync::CancellationToken;
 
-use super::{QueueError, QueueHandle, QueuedRecord};
+use super::{QueueError, QueueHandle, QueuedRecord, TlsSettings};
 
 /// Largest UDP payload over IPv4.
 const MAX_UDP_PAYLOAD: usize = 65_507;
@@ -42,6 +49,9 @@ pub enum Transport {
     Tcp,
     /// One datagram per record (best-effort).
     Udp,
+    /// TLS over TCP (RFC 5425), octet counting; needs
+    /// [`SenderConfig::tls`].
+    Tls,
 }
 
 /// Sender settings.
@@ -73,6 +83,8 @@ pub struct SenderConfig {
     /// instead of lost. Costs at most this much traffic in duplicates after
     /// a reconnect. Default 1 s.
     pub ack_delay: Duration,
+    /// Trust and identity for [`Transport::Tls`]. Default none.
+    pub tls: Option<Arc<TlsSettings>>,
 }
 
 impl SenderConfig {
@@ -88,6 +100,7 @@ impl SenderConfig {
             io_timeout: Duration::from_secs(10),
             idle_poll: Duration::from_secs(1),
             ack_delay: Duration::from_secs(1),
+            tls: None,
         }
     }
 }
@@ -109,6 +122,10 @@ pub enum SenderError {
     /// network).
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// The configuration cannot work (TLS transport without TLS settings);
+    /// the sender stops.
+    #[error("sender misconfigured: {0}")]
+    Misconfigured(&'static str),
 }
 
 /// Counters of a running [`Sender`].
@@ -132,6 +149,10 @@ pub struct Sender {
 
 enum Conn {
     Tcp(OwnedReadHalf, OwnedWriteHalf),
+    Tls(
+        ReadHalf<TlsStream<TcpStream>>,
+        WriteHalf<TlsStream<TcpStream>>,
+    ),
     Udp(UdpSocket),
 }
 
@@ -153,6 +174,11 @@ impl Sender {
     /// Sends until `cancel` fires (returns `Ok`) or the queue fails.
     /// Network errors never end it: they are retried with backoff.
     pub async fn run(self, cancel: CancellationToken) -> Result<(), SenderError> {
+        if self.cfg.transport == Transport::Tls && self.cfg.tls.is_none() {
+            return Err(SenderError::Misconfigured(
+                "TLS transport without TLS settings",
+            ));
+        }
         let mut backoff = self.cfg.backoff_min;
         // One warning per outage, not per attempt.
         let mut outage = false;
@@ -174,7 +200,7 @@ impl Sender {
             };
             match result {
                 Ok(()) => return Ok(()),
-                Err(SenderError::Queue(e)) => return Err(SenderError::Queue(e)),
+                Err(e @ (SenderError::Queue(_) | SenderError::Misconfigured(_))) => return Err(e),
                 Err(e) => {
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);
                     if outage {
@@ -202,6 +228,18 @@ impl Sender {
                     s.set_nodelay(true)?;
                     let (r, w) = s.into_split();
                     Ok::<_, io::Error>(Conn::Tcp(r, w))
+                }
+                Transport::Tls => {
+                    let tls = self.cfg.tls.as_ref().ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::InvalidInput, "no TLS settings")
+                    })?;
+                    let s = TcpStream::connect(self.cfg.address.as_str()).await?;
+                    s.set_nodelay(true)?;
+                    // Certificate problems come back as io::Error wrapping
+                    // the rustls error, whose text names the cause.
+                    let s = tls.connector().connect(tls.server_name(), s).await?;
+                    let (r, w) = tokio::io::split(s);
+                    Ok(Conn::Tls(r, w))
                 }
                 Transport::Udp => {
                     let addr = tokio::net::lookup_host(self.cfg.address.as_str())
@@ -233,11 +271,10 @@ impl Sender {
         // Written batches not yet acknowledged: (when written, last seq).
         let mut unacked: VecDeque<(Instant, u64)> = VecDeque::new();
         loop {
-            if cancel.is_cancelled() {
-                return Ok(());
-            }
-            if let Conn::Tcp(r, _) = &conn {
-                check_open(r, &mut scratch)?;
+            match &mut conn {
+                Conn::Tcp(r, _) => check_open(r, &mut scratch)?,
+                Conn::Tls(r, _) => check_open_tls(r, &mut scratch).await?,
+                Conn::Udp(_) => {}
             }
             // The connection is still open: batches written long enough ago
             // were not sitting in a dying server's buffer.
@@ -251,6 +288,9 @@ impl Sender {
             }
             if let Some(seq) = ack_upto {
                 self.queue.lock().ack(seq)?;
+            }
+            if cancel.is_cancelled() {
+                return self.finish(conn, unacked.back().map(|&(_, seq)| seq)).await;
             }
             let batch = self
                 .queue
@@ -266,15 +306,24 @@ impl Sender {
                 });
                 match &mut conn {
                     Conn::Tcp(r, _) => tokio::select! {
-                        _ = cancel.cancelled() => return Ok(()),
+                        _ = cancel.cancelled() => {}
                         _ = notified => {}
                         _ = tokio::time::sleep(wait) => {}
                         // The server closing an idle connection is seen at
                         // once, not on the next write.
                         res = r.readable() => { res?; check_open(r, &mut scratch)?; }
                     },
+                    // A read also processes the server's TLS records
+                    // (session tickets, close_notify); the server sends no
+                    // application data, so whatever arrives is dropped.
+                    Conn::Tls(r, _) => tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        _ = notified => {}
+                        _ = tokio::time::sleep(wait) => {}
+                        res = r.read(&mut scratch) => if res? == 0 { return Err(SenderError::Closed) },
+                    },
                     Conn::Udp(_) => tokio::select! {
-                        _ = cancel.cancelled() => return Ok(()),
+                        _ = cancel.cancelled() => {}
                         _ = notified => {}
                         _ = tokio::time::sleep(wait) => {}
                     },
@@ -289,6 +338,18 @@ impl Sender {
                         octet_frame(&mut frame, &r.payload);
                     }
                     with_timeout(self.cfg.io_timeout, w.write_all(&frame)).await?;
+                }
+                Conn::Tls(_, w) => {
+                    frame.clear();
+                    for r in &batch {
+                        octet_frame(&mut frame, &r.payload);
+                    }
+                    // rustls holds records until flushed.
+                    with_timeout(self.cfg.io_timeout, async {
+                        w.write_all(&frame).await?;
+                        w.flush().await
+                    })
+                    .await?;
                 }
                 Conn::Udp(s) => {
                     for QueuedRecord { payload, .. } in &batch {
@@ -310,6 +371,76 @@ async fn with_timeout<T>(
     match tokio::time::timeout(limit, fut).await {
         Ok(r) => Ok(r?),
         Err(_) => Err(SenderError::Timeout),
+    }
+}
+
+/// Longest wait at shutdown for the server to confirm it read everything.
+const FINISH_WAIT: Duration = Duration::from_secs(2);
+
+impl Sender {
+    /// Ends the connection on shutdown and, when the server confirms it read
+    /// everything, acknowledges the batches still held for `ack_delay`, so a
+    /// graceful restart sends nothing twice.
+    ///
+    /// The confirmation is the server closing its side after ours: it has
+    /// then read up to our end of stream (for TLS, after close_notify, so it
+    /// is also a clean end rather than a truncation). A server that does not
+    /// close within [`FINISH_WAIT`] leaves the batches unacknowledged; they
+    /// are sent again on the next start. UDP has nothing to confirm: it is
+    /// best-effort anyway.
+    async fn finish(&self, conn: Conn, last_unacked: Option<u64>) -> Result<(), SenderError> {
+        let limit = self.cfg.io_timeout.min(FINISH_WAIT);
+        let mut scratch = [0u8; 512];
+        let confirmed = tokio::time::timeout(limit, async {
+            match conn {
+                Conn::Tcp(mut r, mut w) => {
+                    w.shutdown().await.ok()?;
+                    read_to_end(&mut r, &mut scratch).await
+                }
+                Conn::Tls(mut r, mut w) => {
+                    w.shutdown().await.ok()?;
+                    read_to_end(&mut r, &mut scratch).await
+                }
+                Conn::Udp(_) => Some(()),
+            }
+        })
+        .await;
+        if let (Ok(Some(())), Some(seq)) = (confirmed, last_unacked) {
+            self.queue.lock().ack(seq)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads (and drops) until the peer's end of stream; `None` on an error.
+/// A TLS peer that closes TCP without close_notify is an end of stream too
+/// (rustls reports it as `UnexpectedEof`): the FIN still shows that it read
+/// everything, while a reset (unread data discarded) does not.
+async fn read_to_end(r: &mut (impl AsyncReadExt + Unpin), scratch: &mut [u8]) -> Option<()> {
+    loop {
+        match r.read(scratch).await {
+            Ok(0) => return Some(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Some(()),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// [`check_open`] for TLS, where there is no non-blocking read: a read is
+/// polled once (a zero timeout polls its future before looking at the
+/// clock) and, when nothing is there, dropped, which rustls allows.
+async fn check_open_tls(
+    r: &mut ReadHalf<TlsStream<TcpStream>>,
+    scratch: &mut [u8],
+) -> Result<(), SenderError> {
+    loop {
+        match tokio::time::timeout(Duration::ZERO, r.read(scratch)).await {
+            Err(_) => return Ok(()),
+            Ok(Ok(0)) => return Err(SenderError::Closed),
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => return Err(e.into()),
+        }
     }
 }
 

@@ -6,11 +6,39 @@
 //! `next_batch` future is dropped mid-poll, the poll keeps running and its
 //! lines are returned by the next call instead of being lost.
 
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
 use super::{AckToken, Line, TailConfig, TailError, Tailer};
+
+/// What the tailer followed and could not open as of its last poll, for the
+/// agent's health report (the tailer itself is on the blocking pool most of
+/// the time, so it is copied out after each poll).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TailHealth {
+    /// Paths of the files being followed (not those rotated away).
+    pub followed: Vec<Arc<Path>>,
+    /// Paths that exist but cannot be opened, with the error.
+    pub open_errors: Vec<(PathBuf, io::ErrorKind)>,
+}
+
+impl TailHealth {
+    fn of(tailer: &Tailer) -> Self {
+        TailHealth {
+            followed: tailer
+                .status()
+                .into_iter()
+                .filter(|s| !s.rotated)
+                .map(|s| s.path)
+                .collect(),
+            open_errors: tailer.open_errors(),
+        }
+    }
+}
 
 enum Job {
     Poll(JoinHandle<(Tailer, Vec<Line>)>),
@@ -26,6 +54,7 @@ pub struct AsyncTailer {
     /// Acks received while the tailer was on the blocking pool.
     acks: Vec<AckToken>,
     interval: Duration,
+    health: TailHealth,
 }
 
 impl std::fmt::Debug for AsyncTailer {
@@ -34,6 +63,7 @@ impl std::fmt::Debug for AsyncTailer {
             .field("tailer", &self.tailer)
             .field("busy", &self.job.is_some())
             .field("ready", &self.ready.len())
+            .field("health", &self.health)
             .finish()
     }
 }
@@ -56,6 +86,7 @@ impl AsyncTailer {
 
     fn from_tailer_with_interval(tailer: Tailer, interval: Duration) -> Self {
         Self {
+            health: TailHealth::of(&tailer),
             tailer: Some(tailer),
             job: None,
             ready: Vec::new(),
@@ -87,6 +118,11 @@ impl AsyncTailer {
                 tokio::time::sleep(self.interval).await;
             }
         }
+    }
+
+    /// What the tailer followed as of its last poll.
+    pub fn health(&self) -> &TailHealth {
+        &self.health
     }
 
     /// See [`Tailer::ack`].
@@ -142,6 +178,7 @@ impl AsyncTailer {
             }
         };
         self.job = None;
+        self.health = TailHealth::of(&tailer);
         let tailer = self.tailer.insert(tailer);
         for token in self.acks.drain(..) {
             tailer.ack(token);

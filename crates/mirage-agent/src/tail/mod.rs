@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-pub use async_tail::AsyncTailer;
+pub use async_tail::{AsyncTailer, TailHealth};
 pub use config::{ReadFrom, TailConfig};
 pub use error::TailError;
 pub use fingerprint::FileKey;
@@ -70,6 +70,12 @@ pub struct Line {
     /// The file ended without a newline and will not grow again (rotated away
     /// or truncated): this is the last, incomplete line.
     pub unterminated: bool,
+    /// SHA-256 of the file's first `min(fingerprint_bytes, end of this
+    /// line)` bytes. Logs only append, so the same line read again (after a
+    /// crash, from the checkpoint) has the same fingerprint, while a new file
+    /// that reused the inode has another: with `file` and `offset` it is a
+    /// stable identity for the line.
+    pub fingerprint: [u8; 32],
     ack: AckToken,
 }
 
@@ -221,7 +227,7 @@ impl Tailer {
                         // The writer has moved on: the held partial line will
                         // never be completed, deliver it rather than lose it.
                         if let Some(raw) = t.splitter.flush(t.read_offset) {
-                            out.push(to_line(t, raw));
+                            out.push(to_line(t, raw, self.config.fingerprint_bytes as u64));
                         }
                         t.finished = true;
                     }
@@ -280,6 +286,19 @@ impl Tailer {
             .collect()
     }
 
+    /// Paths that exist but cannot be opened (permission denied, …), with
+    /// the error, for health reporting. A missing path is not listed: it is
+    /// simply not followed yet.
+    pub fn open_errors(&self) -> Vec<(PathBuf, io::ErrorKind)> {
+        let mut v: Vec<_> = self
+            .open_errors
+            .iter()
+            .map(|(p, k)| (p.clone(), *k))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// The configuration in use.
     pub fn config(&self) -> &TailConfig {
         &self.config
@@ -315,6 +334,8 @@ impl Tailer {
             // A missing file is normal (not created yet, or between rename and
             // re-creation): it is simply looked for again next poll.
             let Ok(meta) = std::fs::metadata(&path) else {
+                // Gone: an open error reported for it is no longer current.
+                self.open_errors.remove(&path);
                 continue;
             };
             if !meta.is_file() {
@@ -486,7 +507,7 @@ fn read_into(
     if size < t.read_offset || !t.prefix.matches(&t.file, size)? {
         tracing::info!(path = %t.path.display(), "log file truncated: reading from the start");
         if let Some(raw) = t.splitter.flush(t.read_offset) {
-            out.push(to_line(t, raw));
+            out.push(to_line(t, raw, fp_len));
         }
         t.generation += 1;
         t.read_offset = 0;
@@ -512,19 +533,29 @@ fn read_into(
         *budget -= n;
         total += n as u64;
     }
-    for raw in raws {
-        out.push(to_line(t, raw));
-    }
     // Grow the fingerprint with the file until it covers the configured size,
-    // so identity checks get stronger as the file gets longer.
+    // so identity checks get stronger as the file gets longer. Before the
+    // lines are made: most of them can then take its hash as theirs.
     if t.prefix.len < fp_len && size > t.prefix.len {
         t.prefix = Prefix::read(&t.file, fp_len, size)?;
+    }
+    for raw in raws {
+        out.push(to_line(t, raw, fp_len));
     }
     Ok(total)
 }
 
-fn to_line(t: &mut Tracked, raw: RawLine) -> Line {
+fn to_line(t: &mut Tracked, raw: RawLine, fp_len: u64) -> Line {
     t.delivered_end = t.delivered_end.max(raw.end);
+    let want = fp_len.min(raw.end);
+    let fingerprint = if t.prefix.len == want {
+        t.prefix.hash
+    } else {
+        // One of the first few lines of a file: hash exactly the bytes up to
+        // its end. Those bytes were just read, so this fails only if the file
+        // was truncated meanwhile, and then the line's content is gone anyway.
+        Prefix::read(&t.file, want, raw.end).map_or(t.prefix.hash, |p| p.hash)
+    };
     Line {
         path: t.path.clone(),
         file: t.key,
@@ -532,6 +563,7 @@ fn to_line(t: &mut Tracked, raw: RawLine) -> Line {
         bytes: raw.bytes,
         truncated: raw.truncated,
         unterminated: raw.unterminated,
+        fingerprint,
         ack: AckToken {
             track: t.id,
             generation: t.generation,

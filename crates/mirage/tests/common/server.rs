@@ -23,6 +23,7 @@ impl MirageServer {
     pub fn start(config: &str, dir: &Path) -> MirageServer {
         let port = mirage_testkit::free_port();
         let syslog: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        std::fs::create_dir_all(dir).unwrap();
         let cfg = dir.join("server.toml");
         std::fs::write(&cfg, config).unwrap();
         let mut s = MirageServer {
@@ -86,21 +87,32 @@ impl MirageServer {
     /// Run `mirage server ARGS --data-dir DIR`.
     pub fn cli(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mirage"));
-        cmd.arg("server").args(args).arg("--data-dir").arg(self.data_dir());
+        cmd.arg("server")
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir());
         cmd.output().unwrap()
     }
 
     /// Active decisions, as `decisions list --format json` prints them.
     pub fn decisions(&self) -> Vec<Value> {
         let out = self.cli(&["decisions", "list", "--format", "json"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
     }
 
     /// Stored events (newest first, up to `limit`), as schema JSON.
     pub fn events(&self, limit: u32) -> Vec<Value> {
         let out = self.cli(&["events", "--format", "json", "--limit", &limit.to_string()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -108,7 +120,12 @@ impl MirageServer {
     }
 
     /// Poll `f` until it returns `Some`, or panic with the server log.
-    pub fn wait_for<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut() -> Option<T>,
+    ) -> T {
         let start = Instant::now();
         loop {
             if let Some(v) = f() {

@@ -24,7 +24,7 @@ pub use agent::{AGENT_EXAMPLE_TOML, AgentConfig};
 pub use error::ConfigError;
 pub use limits::LimitsConfig;
 pub use redis::{KeyspaceMode, RedisConfig};
-pub use sensor::SensorConfig;
+pub use sensor::{SensorConfig, ShipConfig};
 pub use server::{SERVER_EXAMPLE_TOML, ServerConfig};
 
 /// The annotated example configuration; equal to [`Config::default`].

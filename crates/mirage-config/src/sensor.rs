@@ -21,6 +21,65 @@ pub struct SensorConfig {
     /// Seconds to let running sessions finish after SIGINT/SIGTERM before
     /// they are cut. Default 5.
     pub drain_timeout_secs: u64,
+    /// Shipping events to `mirage server`.
+    pub ship: ShipConfig,
+}
+
+/// `[sensor.ship]`: ship the event files to the server's ingest endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShipConfig {
+    /// The server's ingest address, host:port. Empty: off.
+    pub server: String,
+    /// HMAC key file (at least 32 bytes).
+    pub key_file: PathBuf,
+    /// Most events per request. Default 500.
+    pub batch_events: usize,
+    /// Ship files already present at the very first start. Default false.
+    pub backfill: bool,
+}
+
+impl Default for ShipConfig {
+    fn default() -> Self {
+        ShipConfig {
+            server: String::new(),
+            key_file: PathBuf::new(),
+            batch_events: 500,
+            backfill: false,
+        }
+    }
+}
+
+impl ShipConfig {
+    /// Whether shipping is on.
+    pub fn enabled(&self) -> bool {
+        !self.server.is_empty()
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        if !self.server.contains(':') || self.server.contains('/') {
+            return Err((
+                "ship.server".into(),
+                format!("'{}' is not host:port", self.server),
+            ));
+        }
+        if self.key_file.as_os_str().is_empty() {
+            return Err((
+                "ship.key_file".into(),
+                "is required when ship.server is set".into(),
+            ));
+        }
+        if self.batch_events == 0 || self.batch_events > 10_000 {
+            return Err((
+                "ship.batch_events".into(),
+                "must be between 1 and 10000".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for SensorConfig {
@@ -31,6 +90,7 @@ impl Default for SensorConfig {
             stdout: false,
             event_queue: 8192,
             drain_timeout_secs: 5,
+            ship: ShipConfig::default(),
         }
     }
 }
@@ -43,6 +103,7 @@ impl SensorConfig {
         if self.log_dir.as_os_str().is_empty() {
             return Err(("log_dir".into(), "must not be empty".into()));
         }
+        self.ship.validate()?;
         Ok(())
     }
 

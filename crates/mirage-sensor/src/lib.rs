@@ -9,4 +9,4 @@ pub mod redis;
 pub mod runner;
 pub mod sinks;
 
-pub use runner::{RunningSensor, start};
+pub use runner::{RunningSensor, read_ship_key, start};

@@ -18,6 +18,11 @@ use crate::sinks::{EventWriter, WriterStats};
 pub struct RunningSensor {
     harness: Harness,
     writer: EventWriter,
+    /// The shipper to `mirage server`, when `[sensor.ship]` is on.
+    shipper: Option<(
+        tokio_util::sync::CancellationToken,
+        tokio::task::JoinHandle<()>,
+    )>,
     bound: Vec<(String, SocketAddr)>,
     drain: Duration,
 }
@@ -47,6 +52,12 @@ impl RunningSensor {
         // sessions) is gone; join it off the async threads.
         let writer = self.writer;
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        // Events not shipped yet stay in the files; the checkpoint says
+        // where the next start resumes.
+        if let Some((cancel, task)) = self.shipper {
+            cancel.cancel();
+            let _ = task.await;
+        }
     }
 }
 
@@ -63,6 +74,22 @@ pub fn limits_from(config: &Config) -> Limits {
         byte_budget: l.session_byte_budget,
         write_timeout: Duration::from_secs(l.write_timeout_secs),
     }
+}
+
+/// The HMAC key shared with the server's ingest endpoint: the file's
+/// contents without surrounding whitespace, at least 32 bytes.
+pub fn read_ship_key(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let key = std::fs::read(path)
+        .with_context(|| format!("{}: cannot read the ship key", path.display()))?;
+    let key = key.trim_ascii().to_vec();
+    if key.len() < mirage_core::request_auth::MIN_KEY_LEN {
+        bail!(
+            "{}: the ship key must be at least {} bytes",
+            path.display(),
+            mirage_core::request_auth::MIN_KEY_LEN
+        );
+    }
+    Ok(key)
 }
 
 /// An enabled service and where it should listen.
@@ -113,6 +140,23 @@ pub async fn start(config: Config) -> anyhow::Result<RunningSensor> {
         tokio::runtime::Handle::current(),
     )
     .with_context(|| format!("cannot write events to {}", config.sensor.log_dir.display()))?;
+    let shipper = if config.sensor.ship.enabled() {
+        let ship = &config.sensor.ship;
+        let key = read_ship_key(&ship.key_file)?;
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let settings = crate::sinks::ship::ShipSettings {
+            dir: config.sensor.log_dir.clone(),
+            server: ship.server.clone(),
+            key,
+            batch_events: ship.batch_events,
+            backfill: ship.backfill,
+        };
+        tracing::info!(server = %ship.server, "shipping events to mirage server");
+        let task = tokio::spawn(crate::sinks::ship::run(settings, cancel.clone()));
+        Some((cancel, task))
+    } else {
+        None
+    };
     let harness = Harness::new(&sensor_name, tx);
     let limits = limits_from(&config);
     let mut bound = Vec::new();
@@ -126,6 +170,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningSensor> {
     Ok(RunningSensor {
         harness,
         writer,
+        shipper,
         bound,
         drain: Duration::from_secs(config.sensor.drain_timeout_secs),
     })

@@ -33,6 +33,14 @@ pub fn run(args: SensorArgs) -> ExitCode {
     if let Some(name) = args.name {
         config.sensor.name = name;
     }
+    // An unusable ship key is a configuration error (exit 2), found before
+    // anything binds.
+    if config.sensor.ship.enabled()
+        && let Err(e) = mirage_sensor::read_ship_key(&config.sensor.ship.key_file)
+    {
+        eprintln!("mirage: {e:#}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -4,5 +4,6 @@
 //! whole line and lines from different sessions never interleave.
 
 pub mod jsonl;
+pub mod ship;
 
 pub use jsonl::{EventWriter, WriterStats};

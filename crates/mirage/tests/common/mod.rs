@@ -140,8 +140,14 @@ pub fn read_events(dir: &Path) -> Vec<Value> {
 pub fn read_events_allowing(dir: &Path, torn: usize) -> Vec<Value> {
     let mut out = Vec::new();
     let mut bad = 0;
+    // Dotfiles (the shipper's checkpoint) are not event files.
     let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .map(|e| e.path())
+                .collect()
+        })
         .unwrap_or_default();
     files.sort();
     for f in files {

@@ -1,0 +1,93 @@
+//! A sensor shipping its events to `mirage server` (`[sensor.ship]`): real
+//! redis-cli sessions against the honeypot become stored server events and
+//! a decision, and a server outage loses nothing and duplicates nothing.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::server::MirageServer;
+use common::{Sensor, read_events, redis_cli};
+
+const KEY: &str = "shared-secret-of-more-than-32-bytes-0123456789";
+
+#[test]
+fn sensor_events_reach_the_server_once_across_an_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key_file = d.join("ingest.key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    // The attacker here is 127.0.0.1, which the built-in pack whitelists.
+    let rules = std::fs::read_to_string(
+        mirage_testkit::repo_root().join("crates/mirage-rules/rules/builtin.toml"),
+    )
+    .unwrap()
+    .replace(r#"cidrs = ["127.0.0.0/8", "::1/128"]"#, "cidrs = []");
+    std::fs::write(d.join("rules.toml"), rules).unwrap();
+    let ingest = format!("127.0.0.1:{}", mirage_testkit::free_port());
+    let mut server = MirageServer::start(
+        &format!(
+            "[ingest]\nlisten = \"{ingest}\"\nkey_file = \"{}\"\n[rules]\nfile = \"{}\"\n",
+            key_file.display(),
+            d.join("rules.toml").display()
+        ),
+        &d.join("server"),
+    );
+    mirage_testkit::wait_for_port(ingest.parse().unwrap(), Duration::from_secs(10));
+    let mut sensor = Sensor::redis(&format!(
+        "[sensor.ship]\nserver = \"{ingest}\"\nkey_file = \"{}\"\nbatch_events = 7\n",
+        key_file.display()
+    ));
+
+    redis_cli(sensor.port(), &["ping"], None);
+    redis_cli(sensor.port(), &["config", "set", "dir", "/root/.ssh"], None);
+    let decision = server.wait_decision("127.0.0.1", Duration::from_secs(20));
+    assert!(
+        ["honeypot-contact", "redis-dangerous-command"]
+            .contains(&decision["rule"].as_str().unwrap()),
+        "{decision}"
+    );
+
+    // Outage: the sensor keeps recording; the events wait in its files.
+    server.stop();
+    for i in 0..20 {
+        redis_cli(sensor.port(), &["set", &format!("k{i}"), "v"], None);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    server.restart();
+    sensor.stop();
+
+    let local = read_events(&sensor.event_dir());
+    assert!(local.len() > 60, "{}", local.len());
+    let want: HashSet<String> = local
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    // The sensor stopped before shipping its last events: a new one on the
+    // same directory resumes from the checkpoint and ships them.
+    let same_dir = std::mem::replace(&mut sensor.dir, tempfile::tempdir().unwrap());
+    let _sensor2 = Sensor::redis_in(
+        &format!(
+            "[sensor.ship]\nserver = \"{ingest}\"\nkey_file = \"{}\"\n",
+            key_file.display()
+        ),
+        same_dir,
+    );
+    let stored = server.wait_for("every sensor event", Duration::from_secs(30), || {
+        let got = server.events(10_000);
+        let ids: HashSet<String> = got
+            .iter()
+            .filter(|e| e["sensor"] == "test-sensor")
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect();
+        want.is_subset(&ids).then_some(got)
+    });
+    let ids: Vec<&str> = stored
+        .iter()
+        .filter(|e| e["sensor"] == "test-sensor")
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    let distinct: HashSet<&str> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), distinct.len(), "an event was stored twice");
+}

@@ -5,7 +5,7 @@
 //! `cargo run --release -p mirage-rules --example replay -- FILE [YEAR]`
 //! (see `bench/detect/run.sh`).
 
-use std::io::{BufRead, BufReader};
+use std::io::Read;
 use std::time::Instant;
 
 use mirage_logparse::{LogParser, LogRecord};
@@ -94,60 +94,82 @@ fn main() {
 
 /// Replay the whole file once through a fresh parser and engine.
 fn pass(path: &str, year: i32) -> (Counts, f64) {
-    let file = match std::fs::File::open(path) {
+    let mut file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("replay: {path}: {e}");
             std::process::exit(2);
         }
     };
-    let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut engine = Engine::new(RuleSet::builtin());
     let mut parser = LogParser::new();
     let mut records: Vec<LogRecord> = Vec::new();
     let mut out = Outcome::default();
     let (mut lines, mut bytes, mut unparsed, mut nrecords) = (0u64, 0u64, 0u64, 0u64);
     let (mut decisions, mut renewed, mut alerts, mut expired) = (0u64, 0u64, 0u64, 0u64);
-    let mut line = Vec::with_capacity(1024);
+    // Lines are taken in place from a 1 MiB buffer (as the server takes
+    // frames from its socket buffer), not copied out one by one.
+    let mut buf = vec![0u8; 1 << 20];
+    let mut filled = 0usize;
+    let mut eof = false;
     let start = Instant::now();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) => break,
-            Ok(n) => bytes += n as u64,
-            Err(e) => {
-                eprintln!("replay: {e}");
-                std::process::exit(1);
-            }
-        }
-        lines += 1;
-        let Ok(msg) = syslog::parse_unprefixed(&line) else {
-            unparsed += 1;
-            continue;
-        };
-        let Some(app) = msg.app_name else { continue };
-        records.clear();
-        if parser.parse_app(app, msg.message, &mut records) == 0 {
-            continue;
-        }
-        let ts = msg
-            .timestamp
-            .and_then(|t| t.to_unix_micros(year, 0))
-            .unwrap_or(0);
-        let host = msg.hostname.unwrap_or("-");
-        for r in &records {
-            nrecords += 1;
-            out.clear();
-            engine.process(&LogEvent::new(r, host, ts), &mut out);
-            for d in &out.decisions {
-                if d.renewed {
-                    renewed += 1;
-                } else {
-                    decisions += 1;
+    while !eof || filled > 0 {
+        if !eof && filled < buf.len() {
+            match file.read(&mut buf[filled..]) {
+                Ok(0) => eof = true,
+                Ok(n) => filled += n,
+                Err(e) => {
+                    eprintln!("replay: {e}");
+                    std::process::exit(1);
                 }
             }
-            alerts += out.alerts.len() as u64;
-            expired += out.expired.len() as u64;
+        }
+        let mut pos = 0;
+        loop {
+            let rest = &buf[pos..filled];
+            let line = match memchr::memchr(b'\n', rest) {
+                Some(i) => &rest[..=i],
+                // The last line may lack its LF at end of file.
+                None if eof && !rest.is_empty() => rest,
+                None => break,
+            };
+            pos += line.len();
+            bytes += line.len() as u64;
+            lines += 1;
+            let Ok(msg) = syslog::parse_unprefixed(line) else {
+                unparsed += 1;
+                continue;
+            };
+            let Some(app) = msg.app_name else { continue };
+            records.clear();
+            if parser.parse_app(app, msg.message, &mut records) == 0 {
+                continue;
+            }
+            let ts = msg
+                .timestamp
+                .and_then(|t| t.to_unix_micros(year, 0))
+                .unwrap_or(0);
+            let host = msg.hostname.unwrap_or("-");
+            for r in &records {
+                nrecords += 1;
+                out.clear();
+                engine.process(&LogEvent::new(r, host, ts), &mut out);
+                for d in &out.decisions {
+                    if d.renewed {
+                        renewed += 1;
+                    } else {
+                        decisions += 1;
+                    }
+                }
+                alerts += out.alerts.len() as u64;
+                expired += out.expired.len() as u64;
+            }
+        }
+        buf.copy_within(pos..filled, 0);
+        filled -= pos;
+        if filled == buf.len() {
+            eprintln!("replay: a line longer than 1 MiB");
+            std::process::exit(1);
         }
     }
     let secs = start.elapsed().as_secs_f64();

@@ -26,6 +26,8 @@ pub struct ServerConfig {
     pub syslog: SyslogConfig,
     /// Sensor event ingest (HTTP).
     pub ingest: IngestConfig,
+    /// Policy API for agents (HTTP).
+    pub api: ApiConfig,
     /// Detection rules.
     pub rules: RulesConfig,
 }
@@ -141,6 +143,36 @@ impl IngestConfig {
     }
 }
 
+/// `[api]`: the policy API agents enroll with and long-poll.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// HTTP listen address; empty = off.
+    pub listen: String,
+    /// Freshness window of signed requests, seconds. Default 300.
+    pub max_skew_secs: u64,
+    /// Longest a policy request is held open waiting for a change, seconds.
+    /// Default 30.
+    pub max_wait_secs: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: String::new(),
+            max_skew_secs: 300,
+            max_wait_secs: 30,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// The listen address, when the API is on.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
+}
+
 /// `[rules]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -227,6 +259,15 @@ impl ServerConfig {
             if self.ingest.key_file.as_os_str().is_empty() {
                 return err("ingest.key_file", "is required when ingest.listen is set");
             }
+        }
+        if !self.api.listen.is_empty() && self.api.listen_addr().is_none() {
+            return err("api.listen", "is not an address like 0.0.0.0:8515");
+        }
+        if self.api.max_skew_secs == 0 {
+            return err("api.max_skew_secs", "must be at least 1");
+        }
+        if !(1..=300).contains(&self.api.max_wait_secs) {
+            return err("api.max_wait_secs", "must be between 1 and 300");
         }
         if self.ingest.max_skew_secs == 0 {
             return err("ingest.max_skew_secs", "must be at least 1");

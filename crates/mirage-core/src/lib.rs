@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod event;
+pub mod policy;
 pub mod request_auth;
 pub mod text;
 

@@ -52,6 +52,26 @@ pub fn sign(
     crate::event::hex(&mac.finalize().into_bytes())
 }
 
+/// The three authentication headers for a request sent now, with a fresh
+/// random nonce: `[(name, value); 3]`.
+pub fn signed_headers(
+    key: &[u8],
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> [(&'static str, String); 3] {
+    let ts = chrono::Utc::now().timestamp();
+    // UUID v7: 74 random bits, plenty for a nonce that also has to be
+    // unique only within the freshness window.
+    let nonce = crate::new_id().simple().to_string();
+    let sig = sign(key, method, path, ts, &nonce, body);
+    [
+        (HEADER_TIMESTAMP, ts.to_string()),
+        (HEADER_NONCE, nonce),
+        (HEADER_SIGNATURE, sig),
+    ]
+}
+
 /// Why a request was refused. Shown to the client (it reveals nothing the
 /// client does not already know) and logged at debug level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,6 +26,7 @@
 pub mod heartbeat;
 pub mod ingest;
 pub mod pipeline;
+pub mod policy;
 pub mod receiver;
 pub mod rules_file;
 pub mod server;

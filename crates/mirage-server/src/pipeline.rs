@@ -75,6 +75,19 @@ pub struct Pipeline {
     change_cursor: i64,
     records: Vec<LogRecord>,
     outcome: Outcome,
+    changes: Option<Arc<tokio::sync::watch::Sender<i64>>>,
+}
+
+/// Publish `seq` as the newest change-log sequence if it is newer.
+pub fn publish_change(tx: &tokio::sync::watch::Sender<i64>, seq: i64) {
+    tx.send_if_modified(|v| {
+        if seq > *v {
+            *v = seq;
+            true
+        } else {
+            false
+        }
+    });
 }
 
 /// One syslog message taken off the channel.
@@ -125,7 +138,14 @@ impl Pipeline {
             change_cursor,
             records: Vec::new(),
             outcome: Outcome::default(),
+            changes: None,
         })
+    }
+
+    /// Publish the change-log sequence of every stored decision on `tx`
+    /// (the policy API's long polls wait on it).
+    pub fn notify_changes(&mut self, tx: Arc<tokio::sync::watch::Sender<i64>>) {
+        self.changes = Some(tx);
     }
 
     /// The rule names running now.
@@ -364,7 +384,12 @@ impl Pipeline {
     async fn write(&self, wb: &WriteBatch) {
         loop {
             match self.store.write_batch(wb).await {
-                Ok(_) => return,
+                Ok(r) => {
+                    if let (Some(tx), Some(&seq)) = (&self.changes, r.change_seqs.last()) {
+                        publish_change(tx, seq);
+                    }
+                    return;
+                }
                 Err(e) => {
                     tracing::error!("store: writing batch: {e}; retrying in 1s");
                     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -42,6 +42,8 @@ pub struct RunningServer {
     pub syslog_tls: Option<SocketAddr>,
     /// Ingest HTTP address, when on.
     pub ingest: Option<SocketAddr>,
+    /// Policy API address, when on.
+    pub api: Option<SocketAddr>,
     /// Counters.
     pub stats: Arc<ServerStats>,
     /// Names of the rules running at start.
@@ -100,8 +102,14 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
     let shared: Arc<dyn Store> = Arc::new(store.clone());
     let retention = (config.server.retention_days > 0)
         .then(|| Duration::from_secs(u64::from(config.server.retention_days) * 86_400));
-    let pipeline = Pipeline::new(
-        shared,
+    let last_seq = store
+        .last_change_seq()
+        .await
+        .map_err(|e| ServerError::Runtime(format!("store: {e}")))?;
+    let (changes_tx, changes_rx) = tokio::sync::watch::channel(last_seq);
+    let changes_tx = Arc::new(changes_tx);
+    let mut pipeline = Pipeline::new(
+        shared.clone(),
         rules,
         stats.clone(),
         PipelineConfig {
@@ -111,6 +119,7 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
     )
     .await
     .map_err(cfg_err)?;
+    pipeline.notify_changes(changes_tx.clone());
     let rule_names = pipeline.rule_names();
 
     let s = &config.syslog;
@@ -190,6 +199,44 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
             }
         });
     }
+    let mut api = None;
+    if let Some(addr) = config.api.listen_addr() {
+        let l = bind_tcp(addr).map_err(|e| ServerError::Runtime(format!("api: {addr}: {e}")))?;
+        let addr = l
+            .local_addr()
+            .map_err(|e| ServerError::Runtime(e.to_string()))?;
+        tracing::info!("policy API: listening on http://{addr}");
+        api = Some(addr);
+        let state = Arc::new(crate::policy::PolicyApi::new(
+            shared.clone(),
+            changes_rx.clone(),
+            config.api.max_skew_secs,
+            config.api.max_wait_secs,
+        ));
+        let api_cancel = cancel.clone();
+        receivers.spawn(async move {
+            if let Err(e) = crate::policy::serve(l, state, api_cancel).await {
+                tracing::error!("policy API: {e}");
+            }
+        });
+        // Operators' changes (CLI) land in the store from another process:
+        // look for them four times a second.
+        let (store, tx, cancel) = (shared.clone(), changes_tx.clone(), cancel.clone());
+        receivers.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tick.tick() => {
+                        if let Ok(seq) = store.last_change_seq().await {
+                            crate::pipeline::publish_change(&tx, seq);
+                        }
+                    }
+                }
+            }
+        });
+    }
+    drop(changes_rx);
     // The pipeline ends when the last sender (held by receivers) is gone.
     drop(tx);
     let pipeline = tokio::spawn(pipeline.run(rx));
@@ -199,6 +246,7 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
         syslog_udp,
         syslog_tls,
         ingest,
+        api,
         stats,
         rules: rule_names,
         cancel,

@@ -19,8 +19,8 @@ pub mod sqlite;
 use async_trait::async_trait;
 
 pub use rows::{
-    AgentRow, AlertRow, BatchResult, DecisionChange, DecisionRow, EventQuery, EventRow,
-    StoreCounts, WriteBatch,
+    AgentKeyRow, AgentRow, AlertRow, BatchResult, DecisionChange, DecisionRow, EventQuery,
+    EventRow, StoreCounts, WriteBatch,
 };
 pub use sqlite::SqliteStore;
 
@@ -110,6 +110,37 @@ pub trait Store: Send + Sync {
 
     /// Known agents, by id.
     async fn list_agents(&self) -> Result<Vec<AgentRow>, StoreError>;
+
+    /// Store a new enrollment token (its SHA-256, never the token).
+    async fn create_token(
+        &self,
+        token_hash: &str,
+        created_micros: i64,
+        expires_micros: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Use a token to enroll `agent`: true when the token existed, was
+    /// unused and unexpired (it is then used up), false otherwise.
+    async fn redeem_token(
+        &self,
+        token_hash: &str,
+        agent: &AgentKeyRow,
+        now_micros: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// An enrolled agent's key and settings.
+    async fn agent_key(&self, agent_id: &str) -> Result<Option<AgentKeyRow>, StoreError>;
+
+    /// Replace an enrolled agent's policy settings; false if unknown.
+    async fn set_agent_settings(
+        &self,
+        agent_id: &str,
+        settings_json: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// The oldest change sequence number still stored (0 when none): a
+    /// consumer behind it missed pruned changes and needs a snapshot.
+    async fn first_change_seq(&self) -> Result<i64, StoreError>;
 
     /// Row counts, for status output and tests.
     async fn counts(&self) -> Result<StoreCounts, StoreError>;

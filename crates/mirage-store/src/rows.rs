@@ -179,3 +179,32 @@ pub struct BatchResult {
     /// Change sequence numbers of the decisions, in order.
     pub change_seqs: Vec<i64>,
 }
+
+/// An enrolled agent: its HMAC key for the policy API and its policy
+/// settings (mode, whitelist, service map) as JSON. `Debug` leaves the key
+/// out, so it never reaches a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AgentKeyRow {
+    /// The agent's id.
+    pub agent_id: String,
+    /// Its HMAC-SHA256 key, hex.
+    pub key_hex: String,
+    /// When it enrolled.
+    pub enrolled_micros: i64,
+    /// Host name it gave.
+    pub hostname: String,
+    /// Policy settings, JSON.
+    pub settings_json: String,
+}
+
+impl std::fmt::Debug for AgentKeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentKeyRow")
+            .field("agent_id", &self.agent_id)
+            .field("key_hex", &"<redacted>")
+            .field("enrolled_micros", &self.enrolled_micros)
+            .field("hostname", &self.hostname)
+            .field("settings_json", &self.settings_json)
+            .finish()
+    }
+}

@@ -21,13 +21,14 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::rows::{
-    AgentRow, AlertRow, BatchResult, DecisionChange, DecisionRow, EventQuery, EventRow,
-    StoreCounts, WriteBatch,
+    AgentKeyRow, AgentRow, AlertRow, BatchResult, DecisionChange, DecisionRow, EventQuery,
+    EventRow, StoreCounts, WriteBatch,
 };
 use crate::{Store, StoreError};
 
 /// Schema version kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// 2: enrollment tokens and agent keys (policy API).
+const SCHEMA_VERSION: i64 = 2;
 
 /// The schema. Times are Unix microseconds; addresses canonical text.
 const SCHEMA: &str = r#"
@@ -85,6 +86,19 @@ CREATE TABLE IF NOT EXISTS decision_changes (
     expires_micros INTEGER NOT NULL,
     evidence       INTEGER NOT NULL,
     origin         TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS enroll_tokens (
+    token_hash     TEXT PRIMARY KEY,
+    created_micros INTEGER NOT NULL,
+    expires_micros INTEGER NOT NULL,
+    used_by        TEXT
+);
+CREATE TABLE IF NOT EXISTS agent_keys (
+    agent_id        TEXT PRIMARY KEY,
+    key_hex         TEXT NOT NULL,
+    enrolled_micros INTEGER NOT NULL,
+    hostname        TEXT NOT NULL,
+    settings_json   TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS agents (
     agent_id    TEXT PRIMARY KEY,
@@ -475,6 +489,101 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn create_token(
+        &self,
+        token_hash: &str,
+        created_micros: i64,
+        expires_micros: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO enroll_tokens (token_hash, created_micros, expires_micros) VALUES (?,?,?)",
+        )
+        .bind(token_hash)
+        .bind(created_micros)
+        .bind(expires_micros)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn redeem_token(
+        &self,
+        token_hash: &str,
+        agent: &AgentKeyRow,
+        now_micros: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Mark used first: the write lock serialises two agents racing for
+        // one token, and only one UPDATE can match.
+        let used = sqlx::query(
+            "UPDATE enroll_tokens SET used_by = ? WHERE token_hash = ? AND used_by IS NULL \
+             AND expires_micros > ?",
+        )
+        .bind(&agent.agent_id)
+        .bind(token_hash)
+        .bind(now_micros)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if used != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT OR REPLACE INTO agent_keys (agent_id, key_hex, enrolled_micros, hostname, settings_json) \
+             VALUES (?,?,?,?,?)",
+        )
+        .bind(&agent.agent_id)
+        .bind(&agent.key_hex)
+        .bind(agent.enrolled_micros)
+        .bind(&agent.hostname)
+        .bind(&agent.settings_json)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn agent_key(&self, agent_id: &str) -> Result<Option<AgentKeyRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT agent_id, key_hex, enrolled_micros, hostname, settings_json FROM agent_keys \
+             WHERE agent_id = ?",
+        )
+        .bind(agent_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(AgentKeyRow {
+                agent_id: r.try_get("agent_id")?,
+                key_hex: r.try_get("key_hex")?,
+                enrolled_micros: r.try_get("enrolled_micros")?,
+                hostname: r.try_get("hostname")?,
+                settings_json: r.try_get("settings_json")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn set_agent_settings(
+        &self,
+        agent_id: &str,
+        settings_json: &str,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query("UPDATE agent_keys SET settings_json = ? WHERE agent_id = ?")
+            .bind(settings_json)
+            .bind(agent_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn first_change_seq(&self) -> Result<i64, StoreError> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM decision_changes")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
     async fn counts(&self) -> Result<StoreCounts, StoreError> {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM events) AS events, (SELECT COUNT(*) FROM alerts) AS alerts, \
@@ -675,6 +784,45 @@ mod tests {
         let agents = s.list_agents().await.unwrap();
         assert_eq!(agents.len(), 1);
         assert_eq!(agents[0].hostname, "new");
+    }
+
+    #[tokio::test]
+    async fn a_token_enrolls_one_agent_once_before_it_expires() {
+        let (_d, s) = store().await;
+        s.create_token("h1", 0, 100).await.unwrap();
+        let key = |id: &str| AgentKeyRow {
+            agent_id: id.into(),
+            key_hex: "00".repeat(32),
+            enrolled_micros: 5,
+            hostname: "web1".into(),
+            settings_json: "{}".into(),
+        };
+        assert!(s.redeem_token("h1", &key("a1"), 10).await.unwrap());
+        assert!(
+            !s.redeem_token("h1", &key("a2"), 10).await.unwrap(),
+            "used twice"
+        );
+        assert!(!s.redeem_token("nope", &key("a3"), 10).await.unwrap());
+        s.create_token("h2", 0, 100).await.unwrap();
+        assert!(
+            !s.redeem_token("h2", &key("a4"), 100).await.unwrap(),
+            "expired"
+        );
+        assert_eq!(s.agent_key("a1").await.unwrap().unwrap().hostname, "web1");
+        assert!(s.agent_key("a2").await.unwrap().is_none());
+        assert!(
+            s.set_agent_settings("a1", "{\"mode\":\"firewall\"}")
+                .await
+                .unwrap()
+        );
+        assert!(
+            s.agent_key("a1")
+                .await
+                .unwrap()
+                .unwrap()
+                .settings_json
+                .contains("firewall")
+        );
     }
 
     #[tokio::test]

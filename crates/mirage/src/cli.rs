@@ -73,6 +73,10 @@ pub struct ServerArgs {
     /// syslog.listen; no fallback port). Repeatable.
     #[arg(long, value_name = "ADDR")]
     pub syslog: Vec<SocketAddr>,
+    /// Serve the policy API for agents on this address (overrides
+    /// api.listen).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
     /// Print the annotated default configuration and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -91,6 +95,23 @@ pub enum ServerCommand {
     Agents(StoreArgs),
     /// Show alerts, newest first.
     Alerts(StoreArgs),
+    /// Make one-time enrollment tokens for agents.
+    Tokens {
+        #[command(subcommand)]
+        op: TokensOp,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokensOp {
+    /// Print a new one-time token (`mirage agent --enroll TOKEN`).
+    Create {
+        /// How long it can be used (`30m`, `24h`, `7d`).
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 /// Where the store is, and how to print.

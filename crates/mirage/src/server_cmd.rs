@@ -14,7 +14,9 @@ use mirage_config::ServerConfig;
 use mirage_store::{DecisionRow, EventQuery, SqliteStore, Store};
 
 use crate::EXIT_USAGE;
-use crate::cli::{DecisionsOp, EventsArgs, OutputFormat, ServerArgs, ServerCommand, StoreArgs};
+use crate::cli::{
+    DecisionsOp, EventsArgs, OutputFormat, ServerArgs, ServerCommand, StoreArgs, TokensOp,
+};
 
 pub fn run(args: ServerArgs) -> ExitCode {
     if args.print_config {
@@ -32,7 +34,7 @@ pub fn run(args: ServerArgs) -> ExitCode {
         }
     };
     match args.command {
-        None => rt.block_on(serve(args.config, args.data_dir, args.syslog)),
+        None => rt.block_on(serve(args.config, args.data_dir, args.syslog, args.listen)),
         Some(cmd) => rt.block_on(operate(cmd)),
     }
 }
@@ -51,6 +53,7 @@ async fn serve(
     config: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     syslog: Vec<std::net::SocketAddr>,
+    listen: Option<std::net::SocketAddr>,
 ) -> ExitCode {
     let mut config = match load_config(config.as_ref()) {
         Ok(c) => c,
@@ -63,6 +66,9 @@ async fn serve(
         // An address given on the command line is meant exactly.
         config.syslog.listen = syslog;
         config.syslog.fallback_port = 0;
+    }
+    if let Some(addr) = listen {
+        config.api.listen = addr.to_string();
     }
     let server = match mirage_server::start(&config).await {
         Ok(s) => s,
@@ -86,12 +92,18 @@ async fn serve(
 }
 
 async fn open_store(args: &StoreArgs) -> Result<SqliteStore, ExitCode> {
+    open_store_with(args, false).await
+}
+
+/// `create`: make the database if it is not there yet (tokens can be made
+/// before the server first runs).
+async fn open_store_with(args: &StoreArgs, create: bool) -> Result<SqliteStore, ExitCode> {
     let dir = match (&args.data_dir, &args.config) {
         (Some(d), _) => d.clone(),
         (None, Some(_)) => load_config(args.config.as_ref())?.server.data_dir,
         (None, None) => ServerConfig::default().server.data_dir,
     };
-    if !dir.join("mirage.db").exists() {
+    if !create && !dir.join("mirage.db").exists() {
         eprintln!(
             "mirage: {}: no server database here (run `mirage server` first, or pass --data-dir)",
             dir.display()
@@ -110,6 +122,7 @@ async fn operate(cmd: ServerCommand) -> ExitCode {
         ServerCommand::Events(args) => events(args).await,
         ServerCommand::Agents(args) => agents(args).await,
         ServerCommand::Alerts(args) => alerts(args).await,
+        ServerCommand::Tokens { op } => tokens(op).await,
     };
     result.unwrap_or_else(|code| code)
 }
@@ -376,6 +389,36 @@ async fn alerts(args: StoreArgs) -> Result<ExitCode, ExitCode> {
                     a.src_ip.as_deref().unwrap_or("-"),
                     safe(&a.reason)
                 );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn tokens(op: TokensOp) -> Result<ExitCode, ExitCode> {
+    match op {
+        TokensOp::Create { ttl, store } => {
+            let Some(ttl_micros) = mirage_rules::parse_duration(&ttl).filter(|t| *t > 0) else {
+                eprintln!("mirage: --ttl: '{ttl}' is not a duration like 30m, 24h or 7d");
+                return Err(ExitCode::from(EXIT_USAGE));
+            };
+            let s = open_store_with(&store, true).await?;
+            let token = mirage_server::policy::random_hex32().map_err(failed)?;
+            let now = now_micros();
+            s.create_token(
+                &mirage_server::policy::token_hash(&token),
+                now,
+                now.saturating_add(ttl_micros),
+            )
+            .await
+            .map_err(failed)?;
+            // The token itself is shown once and stored only as a hash.
+            match store.format {
+                OutputFormat::Json => print_json(&serde_json::json!({
+                    "token": token,
+                    "expires": time_text(now.saturating_add(ttl_micros)),
+                })),
+                OutputFormat::Text => println!("{token}"),
             }
         }
     }

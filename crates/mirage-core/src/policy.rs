@@ -1,0 +1,218 @@
+//! The policy an agent enforces, as the server's policy API sends it.
+//!
+//! A policy is the agent's own settings (mode, whitelist, service map) plus
+//! the decisions in force. The first answer is a [`PolicyReply::Snapshot`];
+//! later answers are [`PolicyReply::Delta`]s holding the net change since
+//! the version the agent last saw, so an agent that reconnects gets exactly
+//! what it missed. Versions are the server's decision change-log sequence
+//! numbers.
+//!
+//! ```json
+//! {"type":"snapshot","version":42,"mode":"deception",
+//!  "whitelist":{"sources":["10.0.0.0/8"],"ports":[{"proto":"tcp","port":2200}]},
+//!  "services":[{"proto":"tcp","port":22,"service":"ssh","honeypot":"10.98.0.2:2222"}],
+//!  "decisions":[{"ip":"203.0.113.7","decision":"deceive","expires_unix":1795000000}]}
+//! {"type":"delta","version":43,"new":[…],"deleted":[{"ip":"203.0.113.7","decision":"deceive"}]}
+//! ```
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// How an agent treats traffic to its mapped service ports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Everything but whitelisted sources and ports goes to the honeypot.
+    Honeypot,
+    /// Only decided sources go to the honeypot; everyone else reaches the
+    /// real service.
+    #[default]
+    Deception,
+    /// Decided sources' traffic is sent back to themselves.
+    Reflect,
+    /// Decided sources are dropped.
+    Firewall,
+}
+
+/// A port on the agent's host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRef {
+    /// `tcp` or `udp`.
+    pub proto: String,
+    /// The port.
+    pub port: u16,
+}
+
+/// What is never touched.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Whitelist {
+    /// Source CIDRs (or single addresses).
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Local ports.
+    #[serde(default)]
+    pub ports: Vec<PortRef>,
+}
+
+/// A local service port and the honeypot that stands in for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceMap {
+    /// `tcp` or `udp`.
+    pub proto: String,
+    /// The local port.
+    pub port: u16,
+    /// The service name (`ssh`, `redis`, …).
+    pub service: String,
+    /// The honeypot, `host:port`.
+    pub honeypot: String,
+}
+
+/// An agent's own part of the policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentSettings {
+    /// Enforcement mode.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Never touched.
+    #[serde(default)]
+    pub whitelist: Whitelist,
+    /// Service ports and their honeypots.
+    #[serde(default)]
+    pub services: Vec<ServiceMap>,
+}
+
+/// One decision in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDecision {
+    /// The source address.
+    pub ip: IpAddr,
+    /// `deceive`, `block` or `reflect`.
+    pub decision: String,
+    /// When it ends, Unix seconds.
+    pub expires_unix: i64,
+}
+
+/// A decision that ended early (deleted by an operator).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedDecision {
+    /// The source address.
+    pub ip: IpAddr,
+    /// Its type.
+    pub decision: String,
+}
+
+/// A full policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Version (change-log sequence number) it reflects.
+    pub version: i64,
+    /// The agent's settings.
+    #[serde(flatten)]
+    pub settings: AgentSettings,
+    /// Decisions in force.
+    pub decisions: Vec<PolicyDecision>,
+}
+
+/// The net change between two versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDelta {
+    /// The new version.
+    pub version: i64,
+    /// Decisions added or extended.
+    pub new: Vec<PolicyDecision>,
+    /// Decisions deleted.
+    pub deleted: Vec<DeletedDecision>,
+}
+
+/// An answer of the policy API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum PolicyReply {
+    /// Everything.
+    Snapshot(Policy),
+    /// What changed.
+    Delta(PolicyDelta),
+}
+
+/// The body of a policy request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRequest {
+    /// The last version the agent applied; absent (or null) asks for a
+    /// snapshot. Version 0 is a real version: no change made yet.
+    #[serde(default)]
+    pub since: Option<i64>,
+    /// Seconds the server may hold the request open waiting for a change
+    /// (long poll); capped by the server. 0 answers at once.
+    #[serde(default)]
+    pub wait_secs: u64,
+}
+
+/// The body of an enrollment request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    /// The one-time token from `mirage server tokens create`.
+    pub token: String,
+    /// The agent's id.
+    pub agent_id: String,
+    /// Its host name.
+    pub hostname: String,
+    /// Its initial settings.
+    #[serde(default)]
+    pub settings: AgentSettings,
+}
+
+/// The answer to an enrollment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollReply {
+    /// The agent's id.
+    pub agent_id: String,
+    /// Its HMAC key for every later request, hex.
+    pub key: String,
+}
+
+/// Header naming the agent a policy request is signed by.
+pub const HEADER_AGENT: &str = "x-mirage-agent";
+/// Enrollment path.
+pub const ENROLL_PATH: &str = "/api/v1/enroll";
+/// Policy path.
+pub const POLICY_PATH: &str = "/api/v1/policy";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format_is_the_documented_one() {
+        let snap = PolicyReply::Snapshot(Policy {
+            version: 42,
+            settings: AgentSettings {
+                mode: Mode::Deception,
+                whitelist: Whitelist {
+                    sources: vec!["10.0.0.0/8".into()],
+                    ports: vec![PortRef {
+                        proto: "tcp".into(),
+                        port: 2200,
+                    }],
+                },
+                services: vec![ServiceMap {
+                    proto: "tcp".into(),
+                    port: 22,
+                    service: "ssh".into(),
+                    honeypot: "10.98.0.2:2222".into(),
+                }],
+            },
+            decisions: vec![PolicyDecision {
+                ip: "203.0.113.7".parse().unwrap(),
+                decision: "deceive".into(),
+                expires_unix: 1_795_000_000,
+            }],
+        });
+        let text = serde_json::to_string(&snap).unwrap();
+        assert_eq!(
+            text,
+            r#"{"type":"snapshot","version":42,"mode":"deception","whitelist":{"sources":["10.0.0.0/8"],"ports":[{"proto":"tcp","port":2200}]},"services":[{"proto":"tcp","port":22,"service":"ssh","honeypot":"10.98.0.2:2222"}],"decisions":[{"ip":"203.0.113.7","decision":"deceive","expires_unix":1795000000}]}"#
+        );
+        assert_eq!(serde_json::from_str::<PolicyReply>(&text).unwrap(), snap);
+    }
+}

@@ -1,0 +1,396 @@
+//! The policy API: agents enroll with a one-time token, then long-poll
+//! their policy, every request signed with their own key.
+//!
+//! * `POST /api/v1/enroll` `{"token","agent_id","hostname","settings"}` →
+//!   `{"agent_id","key"}`. The token (made by `mirage server tokens create`,
+//!   stored only as its SHA-256) works once and until it expires; the key is
+//!   32 random bytes the agent signs with from then on.
+//! * `POST /api/v1/policy` `{"since":N,"wait_secs":S}`, signed
+//!   ([`mirage_core::request_auth`]) and naming the agent in `x-mirage-agent`.
+//!   No `since` (or a version whose changes were pruned) gets a snapshot;
+//!   otherwise the request is held until a decision changes (at most
+//!   `max_wait_secs`) and answered with the net delta since `since`.
+//!
+//! The signature is checked with the key of the agent the request names,
+//! so an agent can neither read another's settings nor sign as it. Stale,
+//! replayed, unsigned and wrongly signed requests get `401` and a log line
+//! (at most one per second, with a count of the suppressed ones, so a flood
+//! cannot fill the log). A new decision wakes every waiting request at
+//! once: the pipeline publishes the change-log sequence on a watch channel
+//! right after storing it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use mirage_core::policy::{
+    AgentSettings, DeletedDecision, ENROLL_PATH, EnrollReply, EnrollRequest, HEADER_AGENT,
+    POLICY_PATH, Policy, PolicyDecision, PolicyDelta, PolicyReply, PolicyRequest,
+};
+use mirage_core::request_auth::{
+    HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, SignedRequest, Verifier,
+};
+use mirage_store::{AgentKeyRow, Store, StoreError};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Most changes read for one delta; a longer backlog is sent in pages.
+const PAGE: u32 = 10_000;
+/// Largest request body.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Shared state of the API.
+pub struct PolicyApi {
+    store: Arc<dyn Store>,
+    changes: watch::Receiver<i64>,
+    verifiers: Mutex<HashMap<String, Verifier>>,
+    max_skew_secs: u64,
+    max_wait: Duration,
+    last_refusal_log: AtomicI64,
+    refusals_unlogged: AtomicU64,
+}
+
+/// SHA-256 of a token, hex: what the store keeps.
+pub fn token_hash(token: &str) -> String {
+    mirage_core::event::hex(&Sha256::digest(token.trim().as_bytes()))
+}
+
+/// 32 random bytes, hex.
+pub fn random_hex32() -> Result<String, String> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| format!("no randomness: {e}"))?;
+    Ok(mirage_core::event::hex(&b))
+}
+
+impl PolicyApi {
+    /// The API over `store`, woken by `changes` (the newest change-log
+    /// sequence number).
+    pub fn new(
+        store: Arc<dyn Store>,
+        changes: watch::Receiver<i64>,
+        max_skew_secs: u64,
+        max_wait_secs: u64,
+    ) -> Self {
+        PolicyApi {
+            store,
+            changes,
+            verifiers: Mutex::new(HashMap::new()),
+            max_skew_secs,
+            max_wait: Duration::from_secs(max_wait_secs),
+            last_refusal_log: AtomicI64::new(0),
+            refusals_unlogged: AtomicU64::new(0),
+        }
+    }
+
+    fn refused(&self, peer: SocketAddr, agent: &str, why: &str) {
+        let now = chrono::Utc::now().timestamp();
+        let last = self.last_refusal_log.load(Ordering::Relaxed);
+        if now > last
+            && self
+                .last_refusal_log
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let more = self.refusals_unlogged.swap(0, Ordering::Relaxed);
+            tracing::warn!(
+                "policy API: refused a request from {peer} as agent {:?}: {why} ({more} more refused since the last report)",
+                agent.escape_debug().to_string()
+            );
+        } else {
+            self.refusals_unlogged.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Serve the API on `listener` until `cancel`.
+pub async fn serve(
+    listener: TcpListener,
+    api: Arc<PolicyApi>,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route(ENROLL_PATH, post(enroll))
+        .route(POLICY_PATH, post(policy))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(api);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(cancel.cancelled_owned())
+    .await
+}
+
+fn json_reply(status: StatusCode, body: impl serde::Serialize) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+fn error(status: StatusCode, msg: &str) -> Response {
+    json_reply(status, serde_json::json!({ "error": msg }))
+}
+
+fn internal(e: StoreError) -> Response {
+    tracing::error!("policy API: store: {e}");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable")
+}
+
+fn valid_agent_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+async fn enroll(
+    State(api): State<Arc<PolicyApi>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Response {
+    let Ok(req) = serde_json::from_slice::<EnrollRequest>(&body) else {
+        api.refused(peer, "-", "enrollment body is not JSON");
+        return error(StatusCode::BAD_REQUEST, "bad enrollment request");
+    };
+    if !valid_agent_id(&req.agent_id) || req.hostname.len() > 255 {
+        return error(StatusCode::BAD_REQUEST, "bad agent_id or hostname");
+    }
+    let key = match random_hex32() {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!("policy API: {e}");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "no randomness");
+        }
+    };
+    let settings_json = serde_json::to_string(&req.settings).unwrap_or_else(|_| "{}".into());
+    let row = AgentKeyRow {
+        agent_id: req.agent_id.clone(),
+        key_hex: key.clone(),
+        enrolled_micros: crate::receiver::now_micros(),
+        hostname: req.hostname.clone(),
+        settings_json,
+    };
+    match api
+        .store
+        .redeem_token(&token_hash(&req.token), &row, row.enrolled_micros)
+        .await
+    {
+        Ok(true) => {
+            // A re-enrolled agent gets a new key: forget the old verifier.
+            api.verifiers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&req.agent_id);
+            tracing::info!(
+                "policy API: agent {} ({}) enrolled from {peer}",
+                req.agent_id,
+                req.hostname.escape_debug()
+            );
+            json_reply(
+                StatusCode::OK,
+                EnrollReply {
+                    agent_id: req.agent_id,
+                    key,
+                },
+            )
+        }
+        Ok(false) => {
+            api.refused(peer, &req.agent_id, "unknown, used or expired token");
+            error(StatusCode::UNAUTHORIZED, "unknown, used or expired token")
+        }
+        Err(e) => internal(e),
+    }
+}
+
+async fn policy(
+    State(api): State<Arc<PolicyApi>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let agent_id = h(HEADER_AGENT).unwrap_or("").to_owned();
+    if !valid_agent_id(&agent_id) {
+        api.refused(peer, &agent_id, "no agent id");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or malformed authentication headers",
+        );
+    }
+    let agent = match api.store.agent_key(&agent_id).await {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            api.refused(peer, &agent_id, "unknown agent");
+            return error(StatusCode::UNAUTHORIZED, "bad signature");
+        }
+        Err(e) => return internal(e),
+    };
+    let verdict = {
+        let mut verifiers = api.verifiers.lock().unwrap_or_else(|e| e.into_inner());
+        let v = verifiers.entry(agent_id.clone()).or_insert_with(|| {
+            let key = decode_hex(&agent.key_hex).unwrap_or_default();
+            Verifier::new(key, api.max_skew_secs, 100_000)
+        });
+        v.verify(
+            &SignedRequest {
+                method: "POST",
+                path: uri.path(),
+                timestamp: h(HEADER_TIMESTAMP),
+                nonce: h(HEADER_NONCE),
+                signature: h(HEADER_SIGNATURE),
+                body: &body,
+            },
+            chrono::Utc::now().timestamp(),
+        )
+    };
+    if let Err(e) = verdict {
+        api.refused(peer, &agent_id, &e.to_string());
+        return error(StatusCode::UNAUTHORIZED, &e.to_string());
+    }
+    let Ok(req) = serde_json::from_slice::<PolicyRequest>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "bad policy request");
+    };
+    let settings: AgentSettings = serde_json::from_str(&agent.settings_json).unwrap_or_default();
+    let wait = Duration::from_secs(req.wait_secs).min(api.max_wait);
+    match answer(&api, &settings, req.since, wait).await {
+        Ok(reply) => json_reply(StatusCode::OK, reply),
+        Err(e) => internal(e),
+    }
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The reply to a policy request: a snapshot, a delta, or (after waiting
+/// `wait` without a change) an empty delta at the same version.
+pub async fn answer(
+    api: &PolicyApi,
+    settings: &AgentSettings,
+    since: Option<i64>,
+    wait: Duration,
+) -> Result<PolicyReply, StoreError> {
+    let Some(since) = since else {
+        return snapshot(api.store.as_ref(), settings).await;
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changes = api.changes.clone();
+    loop {
+        let latest = *changes.borrow_and_update();
+        let first = api.store.first_change_seq().await?;
+        // Snapshot: asked for, or the agent missed pruned changes, or it is
+        // ahead of this server (a restored or replaced database).
+        if since < 0
+            || (first > 0 && since < first - 1)
+            || since > latest.max(api.store.last_change_seq().await?)
+        {
+            return snapshot(api.store.as_ref(), settings).await;
+        }
+        if latest > since {
+            let delta = delta(api.store.as_ref(), since).await?;
+            if delta.version > since {
+                return Ok(PolicyReply::Delta(delta));
+            }
+        }
+        tokio::select! {
+            r = changes.changed() => {
+                if r.is_err() {
+                    // The server is stopping.
+                    break;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    Ok(PolicyReply::Delta(PolicyDelta {
+        version: since,
+        new: Vec::new(),
+        deleted: Vec::new(),
+    }))
+}
+
+/// Every decision in force now, with the agent's settings.
+pub async fn snapshot(
+    store: &dyn Store,
+    settings: &AgentSettings,
+) -> Result<PolicyReply, StoreError> {
+    // The version first: a change stored between the two reads is then
+    // sent again in the next delta rather than missed.
+    let version = store.last_change_seq().await?;
+    let now = crate::receiver::now_micros();
+    let decisions = store
+        .list_decisions(Some(now))
+        .await?
+        .into_iter()
+        .filter_map(|d| {
+            Some(PolicyDecision {
+                ip: d.ip.parse().ok()?,
+                decision: d.decision,
+                expires_unix: d.expires_micros.div_euclid(1_000_000),
+            })
+        })
+        .collect();
+    Ok(PolicyReply::Snapshot(Policy {
+        version,
+        settings: settings.clone(),
+        decisions,
+    }))
+}
+
+/// The net change after version `since` (at most one page of changes).
+pub async fn delta(store: &dyn Store, since: i64) -> Result<PolicyDelta, StoreError> {
+    let changes = store.decision_changes(since, PAGE).await?;
+    let version = changes.last().map_or(since, |c| c.seq);
+    let now_unix = chrono::Utc::now().timestamp();
+    // Net effect per (address, type), in change order: an add then a
+    // delete inside one delta is a delete, a delete then an add an add.
+    let mut net: Vec<((String, String), Option<i64>)> = Vec::new();
+    let mut index: HashMap<(String, String), usize> = HashMap::new();
+    for c in &changes {
+        let key = (c.decision.ip.clone(), c.decision.decision.clone());
+        let value = (c.op == "add").then(|| c.decision.expires_micros.div_euclid(1_000_000));
+        match index.get(&key) {
+            Some(&i) => net[i].1 = value,
+            None => {
+                index.insert(key.clone(), net.len());
+                net.push((key, value));
+            }
+        }
+    }
+    let mut delta = PolicyDelta {
+        version,
+        new: Vec::new(),
+        deleted: Vec::new(),
+    };
+    for ((ip, decision), value) in net {
+        let Ok(ip) = ip.parse() else { continue };
+        match value {
+            // Already over: nothing to enforce (nft would refuse a
+            // non-positive timeout anyway).
+            Some(exp) if exp <= now_unix => {}
+            Some(expires_unix) => delta.new.push(PolicyDecision {
+                ip,
+                decision,
+                expires_unix,
+            }),
+            None => delta.deleted.push(DeletedDecision { ip, decision }),
+        }
+    }
+    Ok(delta)
+}

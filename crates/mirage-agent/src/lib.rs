@@ -12,11 +12,14 @@
 //!   what services log into records and report their health;
 //! * [`output`]: records to the server as RFC 5424 syslog (TCP, TLS or UDP)
 //!   through a crash-safe, disk-backed queue;
+//! * [`policy_client`]: enrollment and the long poll of the server's
+//!   policy API, handing snapshots and deltas to an enforcer;
 //! * [`runner`]: [`run`] ties them together with a heartbeat.
 #![forbid(unsafe_code)]
 #![cfg(unix)]
 
 pub mod output;
+pub mod policy_client;
 pub mod runner;
 pub mod sources;
 pub mod tail;

@@ -36,6 +36,8 @@ pub struct AgentConfig {
     pub agent: AgentSection,
     /// Where records go.
     pub output: OutputConfig,
+    /// The server's decisions, enforced here.
+    pub policy: PolicyConfig,
     /// The logs to watch. A file without `[[sources]]` gets the default
     /// list; `sources = []` means none.
     pub sources: Vec<SourceConfig>,
@@ -67,6 +69,115 @@ impl Default for AgentSection {
             state_dir: PathBuf::from("./mirage-agent-state"),
             heartbeat_secs: 30,
         }
+    }
+}
+
+/// `[policy]`: enrollment with the server's policy API and what this host
+/// enforces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// The server's policy API, host:port. Empty: no enforcement.
+    pub server: String,
+    /// File holding the one-time enrollment token (`--enroll TOKEN` does the
+    /// same). Needed only until the agent is enrolled.
+    pub enroll_token_file: PathBuf,
+    /// `honeypot`, `deception`, `reflect` or `firewall`. Default
+    /// `deception`.
+    pub mode: String,
+    /// Local TCP ports and the honeypot standing in for each,
+    /// `PORT=HOST:PORT`.
+    pub redirect: Vec<String>,
+    /// Source CIDRs never redirected or dropped.
+    pub whitelist: Vec<String>,
+    /// Local TCP ports never touched.
+    pub whitelist_ports: Vec<u16>,
+    /// Seconds the server may hold a policy request open. Default 25.
+    pub wait_secs: u64,
+    /// The token given on the command line (`--enroll`); never written to
+    /// or read from a file.
+    #[serde(skip)]
+    pub enroll_token: Option<String>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            server: String::new(),
+            enroll_token_file: PathBuf::new(),
+            mode: "deception".into(),
+            redirect: Vec::new(),
+            whitelist: Vec::new(),
+            whitelist_ports: Vec::new(),
+            wait_secs: 25,
+            enroll_token: None,
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// Whether enforcement is on.
+    pub fn enabled(&self) -> bool {
+        !self.server.is_empty()
+    }
+
+    /// `redirect` entries as (port, honeypot address).
+    pub fn redirects(&self) -> Result<Vec<(u16, String)>, String> {
+        self.redirect
+            .iter()
+            .map(|r| {
+                let (port, target) = r
+                    .split_once('=')
+                    .ok_or_else(|| format!("'{r}' is not PORT=HOST:PORT"))?;
+                let port: u16 = port
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| format!("'{r}': bad port"))?;
+                let target = target.trim();
+                if target.parse::<std::net::SocketAddr>().is_err() {
+                    return Err(format!("'{r}': the honeypot must be IP:PORT"));
+                }
+                Ok((port, target.to_owned()))
+            })
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        if !self.server.is_empty() && !has_port(&self.server) {
+            return Err((
+                "policy.server".into(),
+                format!("'{}' is not host:port", self.server),
+            ));
+        }
+        if !["honeypot", "deception", "reflect", "firewall"].contains(&self.mode.as_str()) {
+            return Err((
+                "policy.mode".into(),
+                format!(
+                    "'{}' is not honeypot, deception, reflect or firewall",
+                    self.mode
+                ),
+            ));
+        }
+        self.redirects()
+            .map_err(|m| ("policy.redirect".to_owned(), m))?;
+        for c in &self.whitelist {
+            let (a, l) = c.split_once('/').unwrap_or((c, "0"));
+            if a.parse::<std::net::IpAddr>().is_err() || l.parse::<u8>().is_err() {
+                return Err((
+                    "policy.whitelist".into(),
+                    format!("'{c}' is not an address or CIDR"),
+                ));
+            }
+        }
+        if !(1..=300).contains(&self.wait_secs) {
+            return Err((
+                "policy.wait_secs".into(),
+                "must be between 1 and 300".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -577,6 +688,7 @@ impl Default for AgentConfig {
         AgentConfig {
             agent: AgentSection::default(),
             output: OutputConfig::default(),
+            policy: PolicyConfig::default(),
             sources: vec![
                 file("auth", Ssh, "/var/log/auth.log", LineFormat::Syslog),
                 journal,
@@ -668,6 +780,7 @@ impl AgentConfig {
             };
             return Err((key.into(), "cert_file and key_file go together".into()));
         }
+        self.policy.validate()?;
         let mut names = HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {
             s.validate()

@@ -13,6 +13,7 @@ pub mod harness;
 pub mod limits;
 pub mod rlimit;
 pub mod session;
+pub mod signed_post;
 
 pub use emit::{EventRx, EventTx, event_channel};
 pub use harness::{BoundListener, Harness, bind_listener};

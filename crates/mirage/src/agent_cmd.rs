@@ -14,7 +14,7 @@ use crate::EXIT_USAGE;
 use crate::cli::AgentArgs;
 
 pub fn run(args: AgentArgs) -> ExitCode {
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => match AgentConfig::load(path) {
             Ok(c) => c,
             Err(e) => {
@@ -24,6 +24,10 @@ pub fn run(args: AgentArgs) -> ExitCode {
         },
         None => AgentConfig::embedded(),
     };
+    if let Err(e) = apply_flags(&mut config, &args) {
+        eprintln!("mirage: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     if args.print_config {
         print!("{}", config.to_toml_redacted());
         return ExitCode::SUCCESS;
@@ -80,4 +84,59 @@ async fn wait_for_signal() {
         _ = term.recv() => {},
         _ = int.recv() => {},
     }
+}
+
+/// The quick-start flags: everything they set can also live in the config.
+fn apply_flags(config: &mut AgentConfig, args: &AgentArgs) -> Result<(), String> {
+    use mirage_config::agent::{LineFormat, SourceConfig, SourceKind, SourceService, StartAt};
+    if let Some(s) = &args.server {
+        config.policy.server = s.clone();
+    }
+    if let Some(t) = &args.enroll {
+        config.policy.enroll_token = Some(t.clone());
+    }
+    if let Some(m) = &args.mode {
+        config.policy.mode = m.clone();
+    }
+    if !args.redirect.is_empty() {
+        config.policy.redirect = args.redirect.clone();
+    }
+    config
+        .policy
+        .whitelist
+        .extend(args.whitelist.iter().cloned());
+    if let Some(a) = &args.syslog {
+        config.output.address = a.clone();
+    }
+    if let Some(d) = &args.state_dir {
+        config.agent.state_dir = d.clone();
+    }
+    if !args.tail.is_empty() {
+        config.sources.clear();
+        for (i, t) in args.tail.iter().enumerate() {
+            let (service, path) = t
+                .split_once(':')
+                .ok_or_else(|| format!("--tail: '{t}' is not SERVICE:PATH"))?;
+            let service = match service {
+                "ssh" => SourceService::Ssh,
+                "ftp" => SourceService::Ftp,
+                "rsync" => SourceService::Rsync,
+                "mysql" => SourceService::Mysql,
+                "redis" => SourceService::Redis,
+                other => {
+                    return Err(format!(
+                        "--tail: unknown service '{other}' (ssh, ftp, rsync, mysql, redis)"
+                    ));
+                }
+            };
+            let mut src = SourceConfig::new(&format!("tail{i}"), SourceKind::File, service);
+            src.paths = Some(vec![path.into()]);
+            src.format = Some(LineFormat::Auto);
+            src.read_from = Some(StartAt::End);
+            config.sources.push(src);
+        }
+    }
+    config
+        .validate()
+        .map_err(|(key, m)| format!("command line: key '{key}': {m}"))
 }

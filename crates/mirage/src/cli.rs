@@ -203,6 +203,33 @@ pub struct AgentArgs {
     /// Print the configuration in effect (passwords hidden) and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// The server's policy API, host:port (overrides policy.server).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub server: Option<String>,
+    /// One-time enrollment token (from `mirage server tokens create`).
+    #[arg(long, value_name = "TOKEN")]
+    pub enroll: Option<String>,
+    /// Enforcement mode (overrides policy.mode).
+    #[arg(long, value_parser = ["honeypot", "deception", "reflect", "firewall"])]
+    pub mode: Option<String>,
+    /// Local port and its honeypot, PORT=HOST:PORT. Repeatable; replaces
+    /// policy.redirect.
+    #[arg(long, value_name = "PORT=HOST:PORT")]
+    pub redirect: Vec<String>,
+    /// Source CIDR never touched. Repeatable; added to policy.whitelist.
+    #[arg(long, value_name = "CIDR")]
+    pub whitelist: Vec<String>,
+    /// Tail a log file as SERVICE (ssh, ftp, rsync, mysql, redis):
+    /// SERVICE:PATH. Repeatable; replaces the configured sources.
+    #[arg(long, value_name = "SERVICE:PATH")]
+    pub tail: Vec<String>,
+    /// Where to ship logs, host:port of the server's syslog (overrides
+    /// output.address).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub syslog: Option<String>,
+    /// Directory for checkpoints, queue and keys (overrides agent.state_dir).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

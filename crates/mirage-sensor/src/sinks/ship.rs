@@ -18,11 +18,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
-use mirage_core::request_auth::{HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, sign};
 use tokio_util::sync::CancellationToken;
 
 /// Where events are posted.
@@ -249,48 +244,23 @@ fn save_checkpoint(dir: &Path, pos: &Position) -> std::io::Result<()> {
 
 /// POST one signed batch; `Ok` only for `200`.
 async fn post(server: &str, key: &[u8], body: Vec<u8>) -> Result<(), String> {
-    let ts = chrono::Utc::now().timestamp();
-    let nonce = mirage_core::new_id().simple().to_string();
-    let sig = sign(key, "POST", PATH, ts, &nonce, &body);
-    let req = Request::post(PATH)
-        .header(hyper::header::HOST, server)
-        .header(hyper::header::CONTENT_TYPE, "application/x-ndjson")
-        .header(HEADER_TIMESTAMP, ts.to_string())
-        .header(HEADER_NONCE, nonce)
-        .header(HEADER_SIGNATURE, sig)
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
-    let exchange = async {
-        let stream = tokio::net::TcpStream::connect(server)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("http: {e}"))?;
-        tokio::spawn(conn);
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("http: {e}"))?;
-        let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        if status == hyper::StatusCode::OK {
-            Ok(())
-        } else {
-            Err(format!(
-                "{status}: {}",
-                String::from_utf8_lossy(&body[..body.len().min(200)])
-            ))
-        }
-    };
-    match tokio::time::timeout(Duration::from_secs(60), exchange).await {
-        Ok(r) => r,
-        Err(_) => Err("timed out".into()),
+    let (status, reply) = mirage_net::signed_post::post(
+        server,
+        PATH,
+        Some(key),
+        &[],
+        "application/x-ndjson",
+        body,
+        Duration::from_secs(60),
+    )
+    .await?;
+    if status == 200 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{status}: {}",
+            String::from_utf8_lossy(&reply[..reply.len().min(200)])
+        ))
     }
 }
 

@@ -71,20 +71,9 @@ pub enum PolicyError {
     },
 }
 
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim();
-    if s.len() % 2 != 0 || s.is_empty() {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 fn read_key(path: &Path) -> Result<Option<Vec<u8>>, PolicyError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => decode_hex(&text)
+        Ok(text) => mirage_core::request_auth::decode_hex(text.trim())
             .map(Some)
             .ok_or_else(|| PolicyError::KeyFile {
                 path: path.display().to_string(),
@@ -154,9 +143,11 @@ pub async fn ensure_key(cfg: &PolicyClientConfig) -> Result<Vec<u8>, PolicyError
                     })?;
                 write_key(&cfg.key_file, &reply.key)?;
                 tracing::info!(server = %cfg.server, "enrolled");
-                return decode_hex(&reply.key).ok_or_else(|| PolicyError::EnrollRefused {
-                    server: cfg.server.clone(),
-                    reason: "the key is not hex".into(),
+                return mirage_core::request_auth::decode_hex(&reply.key).ok_or_else(|| {
+                    PolicyError::EnrollRefused {
+                        server: cfg.server.clone(),
+                        reason: "the key is not hex".into(),
+                    }
                 });
             }
             Ok((status, reply)) if (400..500).contains(&status) => {

@@ -152,7 +152,9 @@ impl Verifier {
         {
             return Err(AuthError::Malformed);
         }
-        let sig = decode_hex(sig).ok_or(AuthError::Malformed)?;
+        let sig = decode_hex(sig)
+            .filter(|b| b.len() == 32)
+            .ok_or(AuthError::Malformed)?;
         if (now - ts).abs() > self.max_skew_secs {
             return Err(AuthError::Stale);
         }
@@ -168,8 +170,10 @@ impl Verifier {
     }
 }
 
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() != 64 {
+/// Decode lower- or upper-case hex (keys, signatures); `None` for an odd
+/// length, an empty string or a non-hex character.
+pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.is_empty() || !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

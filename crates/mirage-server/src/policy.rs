@@ -238,7 +238,7 @@ async fn policy(
     let verdict = {
         let mut verifiers = api.verifiers.lock().unwrap_or_else(|e| e.into_inner());
         let v = verifiers.entry(agent_id.clone()).or_insert_with(|| {
-            let key = decode_hex(&agent.key_hex).unwrap_or_default();
+            let key = mirage_core::request_auth::decode_hex(&agent.key_hex).unwrap_or_default();
             Verifier::new(key, api.max_skew_secs, 100_000)
         });
         v.verify(
@@ -266,16 +266,6 @@ async fn policy(
         Ok(reply) => json_reply(StatusCode::OK, reply),
         Err(e) => internal(e),
     }
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// The reply to a policy request: a snapshot, a delta, or (after waiting

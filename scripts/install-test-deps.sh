@@ -21,6 +21,7 @@ APT_PACKAGES=(
   openssh-client             # ssh and ssh-keygen, for the agent's real-sshd log test
   systemd                    # journalctl, which the agent's journald source runs
   systemd-journal-remote     # writes journal files for the journald source tests (no journald here)
+  nftables conntrack socat   # the agent's firewall tests: nft, conntrack -D, clients and listeners in namespaces
 )
 
 missing=()

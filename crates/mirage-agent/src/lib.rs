@@ -18,6 +18,8 @@
 #![forbid(unsafe_code)]
 #![cfg(unix)]
 
+pub mod enforcement;
+pub mod firewall;
 pub mod output;
 pub mod policy_client;
 pub mod runner;

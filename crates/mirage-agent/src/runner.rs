@@ -69,12 +69,23 @@ pub enum AgentError {
     /// The sender stopped for good.
     #[error("output: {0}")]
     Sender(#[from] SenderError),
+    /// Enforcement stopped for good (not enrolled, token refused, no
+    /// nftables).
+    #[error("policy: {0}")]
+    Enforcement(#[from] crate::enforcement::EnforcementError),
 }
 
 impl AgentError {
     /// Whether the error is the configuration's fault (the CLI exits 2).
     pub fn is_config(&self) -> bool {
-        matches!(self, AgentError::Tls(_))
+        matches!(
+            self,
+            AgentError::Tls(_)
+                | AgentError::Enforcement(crate::enforcement::EnforcementError::Policy(
+                    crate::policy_client::PolicyError::NotEnrolled(_)
+                        | crate::policy_client::PolicyError::EnrollRefused { .. }
+                ))
+        )
     }
 }
 
@@ -140,6 +151,17 @@ pub async fn run(config: AgentConfig, cancel: CancellationToken) -> Result<(), A
         tracing::warn!("no source is enabled: only heartbeats will be sent");
     }
 
+    // Enforcement of the server's decisions, when [policy] names a server.
+    let enforce_cancel = cancel.child_token();
+    let mut enforcement = if config.policy.enabled() {
+        let (cfg, id, c) = (config.clone(), identity.clone(), enforce_cancel.clone());
+        Some(tokio::spawn(async move {
+            crate::enforcement::run(&cfg, &id, c).await
+        }))
+    } else {
+        None
+    };
+
     let period = Duration::from_secs(config.agent.heartbeat_secs);
     // The first heartbeat comes once the sources had a moment to start (and
     // report something better than "starting"), then every period.
@@ -156,6 +178,14 @@ pub async fn run(config: AgentConfig, cancel: CancellationToken) -> Result<(), A
                     Err(e) => std::panic::resume_unwind(e.into_panic()),
                 });
             }
+            r = async { enforcement.as_mut().expect("guarded").await }, if enforcement.is_some() => {
+                enforcement = None;
+                match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => break Some(AgentError::Enforcement(e)),
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                }
+            }
             _ = beat.tick() => {
                 let record = heartbeat(&identity, &running, &queue);
                 let q = queue.clone();
@@ -170,6 +200,14 @@ pub async fn run(config: AgentConfig, cancel: CancellationToken) -> Result<(), A
     };
 
     tracing::info!("stopping: checkpointing sources and syncing the queue");
+    enforce_cancel.cancel();
+    if let Some(task) = enforcement {
+        match task.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "enforcement stopped with an error"),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            _ => {}
+        }
+    }
     sources_cancel.cancel();
     while let Some(r) = tasks.join_next().await {
         if let Err(e) = r

@@ -1,0 +1,406 @@
+//! The deception loop of issue 4 with real programs in four network
+//! namespaces:
+//!
+//! ```text
+//! attacker 10.99.0.2 ──┐                     ┌── honeypot 10.98.0.2: sandbox sshd :2222
+//! client   10.97.0.2 ──┴─ host 10.99.0.1 ────┘                       mirage sensor (redis) :6379
+//!                         real sshd :22, real redis-server :6379,
+//!                         mirage server, mirage agent (nftables)
+//! ```
+//!
+//! The attacker fails five logins on the host's real sshd; the agent ships
+//! sshd's log, the server decides, the agent redirects: the attacker's next
+//! connections to the host's :22 and :6379 reach the honeypot (which sees
+//! the attacker's real address), while the other client still reaches the
+//! real services. Deleting the decision gives the attacker the real sshd
+//! again.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mirage_testkit::{KillOnDrop, require_tool};
+
+struct Topology {
+    att: String,
+    cli: String,
+    host: String,
+    hp: String,
+}
+
+impl Topology {
+    fn new() -> Topology {
+        let s = mirage_testkit::unique_suffix();
+        let t = Topology {
+            att: format!("dl_att_{s}"),
+            cli: format!("dl_cli_{s}"),
+            host: format!("dl_host_{s}"),
+            hp: format!("dl_hp_{s}"),
+        };
+        for n in t.all() {
+            assert!(
+                Command::new("ip")
+                    .args(["netns", "add", n])
+                    .status()
+                    .unwrap()
+                    .success(),
+                "needs root"
+            );
+        }
+        let script = "
+            for n in $ATT $CLI $HOST $HP; do ip -n $n link set lo up; done
+            ip -n $HOST link add h-att type veth peer name eth0 netns $ATT
+            ip -n $HOST link add h-cli type veth peer name eth0 netns $CLI
+            ip -n $HOST link add h-hp type veth peer name eth0 netns $HP
+            ip -n $HOST addr add 10.99.0.1/24 dev h-att
+            ip -n $HOST addr add 10.97.0.1/24 dev h-cli
+            ip -n $HOST addr add 10.98.0.1/24 dev h-hp
+            for d in h-att h-cli h-hp; do ip -n $HOST link set $d up; done
+            ip -n $ATT addr add 10.99.0.2/24 dev eth0; ip -n $ATT link set eth0 up
+            ip -n $ATT route add default via 10.99.0.1
+            ip -n $CLI addr add 10.97.0.2/24 dev eth0; ip -n $CLI link set eth0 up
+            ip -n $CLI route add default via 10.97.0.1
+            ip -n $HP addr add 10.98.0.2/24 dev eth0; ip -n $HP link set eth0 up
+            ip -n $HP route add default via 10.98.0.1
+            ip netns exec $HOST sysctl -qw net.ipv4.ip_forward=1"
+            .replace("$ATT", &t.att)
+            .replace("$CLI", &t.cli)
+            .replace("$HOST", &t.host)
+            .replace("$HP", &t.hp);
+        assert!(
+            Command::new("sh")
+                .args(["-ec", &script])
+                .status()
+                .unwrap()
+                .success()
+        );
+        t
+    }
+
+    fn all(&self) -> [&String; 4] {
+        [&self.att, &self.cli, &self.host, &self.hp]
+    }
+
+    fn cmd(ns: &str, program: &Path) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns]).arg(program);
+        c
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for n in self.all() {
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", n]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+/// The SSH banner a client in `ns` gets from `addr`.
+fn ssh_banner(ns: &str, addr: &str) -> String {
+    let socat = require_tool("socat");
+    let out = Topology::cmd(ns, &socat)
+        .args([
+            "-T",
+            "3",
+            "-u",
+            &format!("TCP:{addr},connect-timeout=3"),
+            "-",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn redis_info_version(ns: &str, host: &str) -> String {
+    let cli = require_tool("redis-cli");
+    let out = Topology::cmd(ns, &cli)
+        .args(["-h", host, "-p", "6379", "info", "server"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .unwrap_or("")
+        .trim()
+        .to_owned()
+}
+
+fn sshd(ns: &str, dir: &Path, name: &str, listen: &str, extra: &str) -> KillOnDrop {
+    let keygen = require_tool("ssh-keygen");
+    let key = dir.join(format!("{name}.key"));
+    assert!(
+        Command::new(keygen)
+            .args(["-q", "-t", "ed25519", "-N", ""])
+            .arg("-f")
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let cfg = dir.join(format!("{name}.conf"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "ListenAddress {listen}\nHostKey {}\nPidFile {}\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\nUsePAM no\nMaxStartups 100\n{extra}",
+            key.display(),
+            dir.join(format!("{name}.pid")).display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    KillOnDrop::spawn(
+        Topology::cmd(ns, &require_tool("sshd"))
+            .args(["-D", "-f"])
+            .arg(&cfg)
+            .arg("-E")
+            .arg(dir.join(format!("{name}.log"))),
+    )
+}
+
+#[test]
+fn an_attacker_detected_on_the_real_sshd_is_steered_into_the_honeypot() {
+    for t in ["nft", "socat", "sshpass", "redis-server", "redis-cli"] {
+        require_tool(t);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let topo = Topology::new();
+    let bin = Path::new(env!("CARGO_BIN_EXE_mirage"));
+
+    // Honeypot namespace: a sandbox sshd that says what it is in its
+    // banner, and a mirage sensor serving Redis.
+    let _hp_sshd = sshd(
+        &topo.hp,
+        d,
+        "sandbox",
+        "10.98.0.2:2222",
+        "VersionAddendum mirage-sandbox\n",
+    );
+    let sensor_cfg = d.join("sensor.toml");
+    std::fs::write(&sensor_cfg, "").unwrap();
+    let _sensor = KillOnDrop::spawn(
+        Topology::cmd(&topo.hp, bin)
+            .args(["sensor", "--config"])
+            .arg(&sensor_cfg)
+            .args([
+                "--service",
+                "redis=10.98.0.2:6379",
+                "--name",
+                "hp1",
+                "--log-dir",
+            ])
+            .arg(d.join("hp-events"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+
+    // Host namespace: the real services, the server and the agent.
+    let _real_sshd = sshd(&topo.host, d, "real", "0.0.0.0:22", "");
+    let _redis = KillOnDrop::spawn(
+        Topology::cmd(&topo.host, &require_tool("redis-server"))
+            .args([
+                "--port",
+                "6379",
+                "--bind",
+                "0.0.0.0",
+                "--protected-mode",
+                "no",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(d)
+            .stdout(Stdio::null()),
+    );
+    let data = d.join("data");
+    let server_log = std::fs::File::create(d.join("server.log")).unwrap();
+    let _server = KillOnDrop::spawn(
+        Topology::cmd(&topo.host, bin)
+            .args([
+                "server",
+                "--syslog",
+                "127.0.0.1:10514",
+                "--listen",
+                "127.0.0.1:8515",
+                "--data-dir",
+            ])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(server_log),
+    );
+    let log_of = |f: &str| std::fs::read_to_string(d.join(f)).unwrap_or_default();
+    wait("the server", Duration::from_secs(20), || {
+        log_of("server.log").contains("policy API: listening")
+    });
+    let token = Command::new(bin)
+        .args(["server", "tokens", "create", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(token.status.success());
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+    wait("real sshd", Duration::from_secs(10), || {
+        log_of("real.log").contains("Server listening")
+    });
+    let agent_log = std::fs::File::create(d.join("agent.log")).unwrap();
+    let _agent = KillOnDrop::spawn(
+        Topology::cmd(&topo.host, bin)
+            .args([
+                "agent",
+                "--server",
+                "127.0.0.1:8515",
+                "--enroll",
+                &token,
+                "--mode",
+                "deception",
+            ])
+            .args([
+                "--redirect",
+                "22=10.98.0.2:2222",
+                "--redirect",
+                "6379=10.98.0.2:6379",
+            ])
+            .args(["--syslog", "127.0.0.1:10514"])
+            .arg("--tail")
+            .arg(format!("ssh:{}", d.join("real.log").display()))
+            .arg("--state-dir")
+            .arg(d.join("agent-state"))
+            .stdout(Stdio::null())
+            .stderr(agent_log),
+    );
+    let nft_has = |ip: &str| {
+        Topology::cmd(&topo.host, &require_tool("nft"))
+            .args(["list", "table", "inet", "mirage"])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(ip))
+    };
+    wait("the agent's table", Duration::from_secs(20), || {
+        Topology::cmd(&topo.host, &require_tool("nft"))
+            .args(["list", "table", "inet", "mirage"])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+
+    // Before: everyone reaches the real services.
+    let real = ssh_banner(&topo.att, "10.99.0.1:22");
+    assert!(
+        real.starts_with("SSH-2.0-OpenSSH") && !real.contains("mirage-sandbox"),
+        "{real}"
+    );
+    wait("the sensor", Duration::from_secs(10), || {
+        !redis_info_version(&topo.hp, "10.98.0.2").is_empty()
+    });
+    let real_redis = redis_info_version(&topo.att, "10.99.0.1");
+    let hp_redis = redis_info_version(&topo.hp, "10.98.0.2");
+    assert_ne!(
+        real_redis, hp_redis,
+        "the honeypot's Redis version must differ from the real one"
+    );
+
+    // Five wrong passwords from the attacker on the real sshd.
+    let sshpass = require_tool("sshpass");
+    let start = Instant::now();
+    for _ in 0..5 {
+        let _ = Topology::cmd(&topo.att, &sshpass)
+            .args([
+                "-p",
+                "wrong",
+                "ssh",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .args([
+                "-o",
+                "PreferredAuthentications=password",
+                "-o",
+                "PubkeyAuthentication=no",
+            ])
+            .args([
+                "-o",
+                "NumberOfPasswordPrompts=1",
+                "-o",
+                "ConnectTimeout=5",
+                "root@10.99.0.1",
+                "true",
+            ])
+            .output()
+            .unwrap();
+    }
+    let took = wait("the attacker in nft", Duration::from_secs(20), || {
+        nft_has("10.99.0.2")
+    });
+    eprintln!(
+        "fifth failed ssh login -> attacker in the agent's nft set: {:?}",
+        start.elapsed()
+    );
+    let _ = took;
+
+    // After: the attacker gets the honeypot, the other client the real one.
+    let banner = ssh_banner(&topo.att, "10.99.0.1:22");
+    assert!(
+        banner.contains("mirage-sandbox"),
+        "attacker got {banner:?}\n{}",
+        log_of("agent.log")
+    );
+    let other = ssh_banner(&topo.cli, "10.97.0.1:22");
+    assert!(
+        !other.contains("mirage-sandbox") && other.starts_with("SSH-2.0-"),
+        "{other}"
+    );
+    assert_eq!(redis_info_version(&topo.att, "10.99.0.1"), hp_redis);
+    assert_eq!(redis_info_version(&topo.cli, "10.97.0.1"), real_redis);
+    // The honeypot saw the attacker's real address.
+    let sandbox_log = log_of("sandbox.log");
+    assert!(sandbox_log.contains("10.99.0.2"), "{sandbox_log}");
+    let events = common::read_events(&d.join("hp-events"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["src_ip"] == "10.99.0.2" && e["kind"] == "command"),
+        "{events:?}"
+    );
+
+    // Deleted: the attacker reaches the real sshd again.
+    let out = Command::new(bin)
+        .args(["server", "decisions", "delete", "10.99.0.2", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait("the attacker out of nft", Duration::from_secs(10), || {
+        !nft_has("10.99.0.2")
+    });
+    let again = ssh_banner(&topo.att, "10.99.0.1:22");
+    assert!(
+        !again.contains("mirage-sandbox") && again.starts_with("SSH-2.0-"),
+        "{again}"
+    );
+}

@@ -135,7 +135,10 @@ fn ssh_banner(ns: &str, addr: &str) -> String {
 
 fn redis_info_version(ns: &str, host: &str) -> String {
     let cli = require_tool("redis-cli");
-    let out = Topology::cmd(ns, &cli)
+    // redis-cli has no connect timeout: a dropped SYN would wait minutes.
+    let out = Topology::cmd(ns, &require_tool("timeout"))
+        .arg("5")
+        .arg(cli)
         .args(["-h", host, "-p", "6379", "info", "server"])
         .output()
         .unwrap();
@@ -181,6 +184,25 @@ fn sshd(ns: &str, dir: &Path, name: &str, listen: &str, extra: &str) -> KillOnDr
 
 #[test]
 fn an_attacker_detected_on_the_real_sshd_is_steered_into_the_honeypot() {
+    run_mode("deception");
+}
+
+#[test]
+fn honeypot_mode_sends_everyone_but_the_whitelist_to_the_honeypot() {
+    run_mode("honeypot");
+}
+
+#[test]
+fn reflect_mode_bounces_the_attacker_to_its_own_listener() {
+    run_mode("reflect");
+}
+
+#[test]
+fn firewall_mode_drops_the_attacker() {
+    run_mode("firewall");
+}
+
+fn run_mode(mode: &str) {
     for t in ["nft", "socat", "sshpass", "redis-server", "redis-cli"] {
         require_tool(t);
     }
@@ -274,8 +296,11 @@ fn an_attacker_detected_on_the_real_sshd_is_steered_into_the_honeypot() {
                 "--enroll",
                 &token,
                 "--mode",
-                "deception",
+                mode,
             ])
+            // The second client is whitelisted: in honeypot mode it is the
+            // only one to reach the real services.
+            .args(["--whitelist", "10.97.0.2/32"])
             .args([
                 "--redirect",
                 "22=10.98.0.2:2222",
@@ -299,25 +324,59 @@ fn an_attacker_detected_on_the_real_sshd_is_steered_into_the_honeypot() {
     wait("the agent's table", Duration::from_secs(20), || {
         Topology::cmd(&topo.host, &require_tool("nft"))
             .args(["list", "table", "inet", "mirage"])
-            .status()
-            .is_ok_and(|s| s.success())
+            .output()
+            .is_ok_and(|o| o.status.success())
     });
 
+    wait("the sensor", Duration::from_secs(10), || {
+        !redis_info_version(&topo.hp, "10.98.0.2").is_empty()
+    });
+    let hp_redis = redis_info_version(&topo.hp, "10.98.0.2");
+    let real_redis = redis_info_version(&topo.cli, "10.97.0.1");
+    assert_ne!(
+        real_redis, hp_redis,
+        "the honeypot's Redis version must differ from the real one"
+    );
+    let other = ssh_banner(&topo.cli, "10.97.0.1:22");
+    assert!(
+        !other.contains("mirage-sandbox") && other.starts_with("SSH-2.0-"),
+        "{other}"
+    );
+    if mode == "honeypot" {
+        // No decision needed: everyone not whitelisted is in the honeypot.
+        wait(
+            "the honeypot for the attacker",
+            Duration::from_secs(10),
+            || ssh_banner(&topo.att, "10.99.0.1:22").contains("mirage-sandbox"),
+        );
+        assert_eq!(redis_info_version(&topo.att, "10.99.0.1"), hp_redis);
+        assert_eq!(redis_info_version(&topo.cli, "10.97.0.1"), real_redis);
+        assert_eq!(ssh_banner(&topo.cli, "10.97.0.1:22"), other);
+        return;
+    }
     // Before: everyone reaches the real services.
     let real = ssh_banner(&topo.att, "10.99.0.1:22");
     assert!(
         real.starts_with("SSH-2.0-OpenSSH") && !real.contains("mirage-sandbox"),
         "{real}"
     );
-    wait("the sensor", Duration::from_secs(10), || {
-        !redis_info_version(&topo.hp, "10.98.0.2").is_empty()
+    assert_eq!(redis_info_version(&topo.att, "10.99.0.1"), real_redis);
+    // In reflect mode the attacker's own machine answers on port 22.
+    let _own = (mode == "reflect").then(|| {
+        let l = KillOnDrop::spawn(
+            Topology::cmd(&topo.att, &require_tool("socat"))
+                .args([
+                    "TCP-LISTEN:22,bind=10.99.0.2,fork,reuseaddr",
+                    "SYSTEM:echo SSH-2.0-attackers-own-listener",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        wait("the attacker's listener", Duration::from_secs(10), || {
+            ssh_banner(&topo.att, "10.99.0.2:22").contains("attackers-own")
+        });
+        l
     });
-    let real_redis = redis_info_version(&topo.att, "10.99.0.1");
-    let hp_redis = redis_info_version(&topo.hp, "10.98.0.2");
-    assert_ne!(
-        real_redis, hp_redis,
-        "the honeypot's Redis version must differ from the real one"
-    );
 
     // Five wrong passwords from the attacker on the real sshd.
     let sshpass = require_tool("sshpass");
@@ -359,30 +418,54 @@ fn an_attacker_detected_on_the_real_sshd_is_steered_into_the_honeypot() {
     );
     let _ = took;
 
-    // After: the attacker gets the honeypot, the other client the real one.
+    // After: the other client still gets the real services.
+    assert_eq!(ssh_banner(&topo.cli, "10.97.0.1:22"), other);
+    assert_eq!(redis_info_version(&topo.cli, "10.97.0.1"), real_redis);
+    match mode {
+        "reflect" => {
+            let banner = ssh_banner(&topo.att, "10.99.0.1:22");
+            assert!(
+                banner.contains("attackers-own-listener"),
+                "attacker got {banner:?}\n{}",
+                log_of("agent.log")
+            );
+            return;
+        }
+        "firewall" => {
+            let banner = ssh_banner(&topo.att, "10.99.0.1:22");
+            let table = Topology::cmd(&topo.host, &require_tool("nft"))
+                .args(["list", "table", "inet", "mirage"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            assert_eq!(
+                banner,
+                "",
+                "a dropped attacker got a banner\n{table}\n{}",
+                log_of("agent.log")
+            );
+            assert_eq!(redis_info_version(&topo.att, "10.99.0.1"), "");
+            return;
+        }
+        _ => {}
+    }
+    // Deception: the attacker gets the honeypot.
     let banner = ssh_banner(&topo.att, "10.99.0.1:22");
     assert!(
         banner.contains("mirage-sandbox"),
         "attacker got {banner:?}\n{}",
         log_of("agent.log")
     );
-    let other = ssh_banner(&topo.cli, "10.97.0.1:22");
-    assert!(
-        !other.contains("mirage-sandbox") && other.starts_with("SSH-2.0-"),
-        "{other}"
-    );
     assert_eq!(redis_info_version(&topo.att, "10.99.0.1"), hp_redis);
-    assert_eq!(redis_info_version(&topo.cli, "10.97.0.1"), real_redis);
     // The honeypot saw the attacker's real address.
     let sandbox_log = log_of("sandbox.log");
     assert!(sandbox_log.contains("10.99.0.2"), "{sandbox_log}");
-    let events = common::read_events(&d.join("hp-events"));
-    assert!(
-        events
+    // (The sensor writes its events within milliseconds; wait for them.)
+    wait("the honeypot's events", Duration::from_secs(10), || {
+        common::read_events_allowing(&d.join("hp-events"), 1)
             .iter()
-            .any(|e| e["src_ip"] == "10.99.0.2" && e["kind"] == "command"),
-        "{events:?}"
-    );
+            .any(|e| e["src_ip"] == "10.99.0.2" && e["kind"] == "command")
+    });
 
     // Deleted: the attacker reaches the real sshd again.
     let out = Command::new(bin)

@@ -12,6 +12,7 @@
 pub mod agent;
 mod error;
 mod limits;
+mod mysql;
 mod redis;
 mod sensor;
 pub mod server;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 pub use agent::{AGENT_EXAMPLE_TOML, AgentConfig};
 pub use error::ConfigError;
 pub use limits::LimitsConfig;
+pub use mysql::{MYSQL_AUTH_PLUGINS, MysqlConfig, MysqlCredential};
 pub use redis::{KeyspaceMode, RedisConfig};
 pub use sensor::{SensorConfig, ShipConfig};
 pub use server::{SERVER_EXAMPLE_TOML, ServerConfig};
@@ -31,7 +33,7 @@ pub use server::{SERVER_EXAMPLE_TOML, ServerConfig};
 pub const EXAMPLE_TOML: &str = include_str!("example.toml");
 
 /// Service names `--service NAME=ADDR` accepts, in the order they start.
-pub const SERVICE_NAMES: &[&str] = &["redis"];
+pub const SERVICE_NAMES: &[&str] = &["redis", "mysql"];
 
 /// Deserialize TOML `text` into any config type with the one-line error
 /// style (`origin:line:col: key 'a.b': problem`). The agent's and the
@@ -74,6 +76,8 @@ pub struct Config {
 pub struct Services {
     /// Redis (RESP) honeypot.
     pub redis: RedisConfig,
+    /// MySQL honeypot.
+    pub mysql: MysqlConfig,
 }
 
 impl Config {
@@ -113,6 +117,10 @@ impl Config {
             .redis
             .validate()
             .map_err(|(k, m)| (format!("services.redis.{k}"), m))?;
+        self.services
+            .mysql
+            .validate()
+            .map_err(|(k, m)| (format!("services.mysql.{k}"), m))?;
         Ok(())
     }
 
@@ -141,6 +149,10 @@ impl Config {
         self.services.redis.enabled = !addrs.is_empty();
         self.services.redis.listen = addrs;
         self.services.redis.fallback_listen = Vec::new();
+        let addrs = pick("mysql");
+        self.services.mysql.enabled = !addrs.is_empty();
+        self.services.mysql.listen = addrs;
+        self.services.mysql.fallback_listen = Vec::new();
         Ok(())
     }
 }

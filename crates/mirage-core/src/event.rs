@@ -189,6 +189,11 @@ pub enum EventKind {
         key_fingerprint: Option<String>,
         /// Accepted or rejected.
         result: AuthResult,
+        /// Protocol-specific facts about the attempt (MySQL: database,
+        /// client plugin, auth response in hex, capability flags, connect
+        /// attributes); absent when empty.
+        #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+        details: serde_json::Map<String, serde_json::Value>,
     },
     /// The client issued a command.
     #[serde(rename = "command")]
@@ -329,6 +334,7 @@ mod tests {
                 password: Some("123456".into()),
                 key_fingerprint: None,
                 result: AuthResult::Failure,
+                details: serde_json::Map::new(),
             },
             EventKind::Command {
                 command: "config".into(),

@@ -293,6 +293,7 @@ impl LogRecord {
                 password: password.as_deref().map(BytesText::from),
                 key_fingerprint: key_fingerprint.clone(),
                 result: *result,
+                details: Default::default(),
             },
             RecordKind::Command {
                 command,

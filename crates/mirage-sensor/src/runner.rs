@@ -123,6 +123,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningSensor> {
             fallback: r.fallback_listen.clone(),
         });
     }
+    if config.services.mysql.enabled {
+        let m = &config.services.mysql;
+        plan.push(ServicePlan {
+            emulator: Arc::new(crate::mysql::MysqlEmulator::new(m.clone())),
+            listen: m.listen.clone(),
+            fallback: m.fallback_listen.clone(),
+        });
+    }
     if plan.is_empty() {
         bail!("no service is enabled");
     }

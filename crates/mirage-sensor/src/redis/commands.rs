@@ -411,6 +411,7 @@ fn record_auth(conn: &mut Conn, user: Option<&[u8]>, pass: &[u8], result: AuthRe
             password: Some(BytesText::capped(pass, super::ARG_CAP).0),
             key_fingerprint: None,
             result,
+            details: serde_json::Map::new(),
         },
         Vec::new(),
     ));

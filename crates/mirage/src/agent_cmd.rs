@@ -11,9 +11,12 @@ use mirage_config::AgentConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::EXIT_USAGE;
-use crate::cli::AgentArgs;
+use crate::cli::{AgentArgs, AgentCommand, FirewallOp};
 
 pub fn run(args: AgentArgs) -> ExitCode {
+    if let Some(AgentCommand::Firewall { op }) = &args.command {
+        return firewall(op);
+    }
     let mut config = match &args.config {
         Some(path) => match AgentConfig::load(path) {
             Ok(c) => c,
@@ -139,4 +142,27 @@ fn apply_flags(config: &mut AgentConfig, args: &AgentArgs) -> Result<(), String>
     config
         .validate()
         .map_err(|(key, m)| format!("command line: key '{key}': {m}"))
+}
+
+/// `mirage agent firewall show|remove`.
+fn firewall(op: &FirewallOp) -> ExitCode {
+    use mirage_agent::firewall::{Nft, NftConfig};
+    let mut nft = match Nft::new(NftConfig::default()) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("mirage: nftables: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match op {
+        FirewallOp::Show => nft.show().map(|t| print!("{t}")),
+        FirewallOp::Remove => nft.remove(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mirage: nftables: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

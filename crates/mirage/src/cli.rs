@@ -196,7 +196,10 @@ pub struct EventsArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct AgentArgs {
+    #[command(subcommand)]
+    pub command: Option<AgentCommand>,
     /// TOML configuration file (default: the embedded default config).
     #[arg(long, short)]
     pub config: Option<PathBuf>,
@@ -230,6 +233,24 @@ pub struct AgentArgs {
     /// Directory for checkpoints, queue and keys (overrides agent.state_dir).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentCommand {
+    /// The agent's nftables table (`inet mirage`).
+    Firewall {
+        #[command(subcommand)]
+        op: FirewallOp,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FirewallOp {
+    /// Print the live table.
+    Show,
+    /// Remove the table (what a clean agent stop does; for recovery when an
+    /// agent is gone for good).
+    Remove,
 }
 
 #[derive(Args, Debug)]

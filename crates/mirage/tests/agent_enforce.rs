@@ -82,18 +82,22 @@ fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration 
     start.elapsed()
 }
 
-#[test]
-fn decisions_reach_the_agents_nftables_and_leave_with_it() {
-    mirage_testkit::require_tool("nft");
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let data = d.join("data");
-    let ns = Ns::new();
-    let bin = env!("CARGO_BIN_EXE_mirage");
+const BIN: &str = env!("CARGO_BIN_EXE_mirage");
 
-    let server_log = std::fs::File::create(d.join("server.log")).unwrap();
-    let _server = KillOnDrop::spawn(
-        ns.cmd(bin)
+/// `mirage server` inside `ns` (syslog 10514, policy API 8515), logging to
+/// `d/server.log` (appended across restarts).
+fn start_server(ns: &Ns, d: &Path) -> KillOnDrop {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(d.join("server.log"))
+        .unwrap();
+    let before = std::fs::read_to_string(d.join("server.log"))
+        .unwrap_or_default()
+        .matches("policy API: listening")
+        .count();
+    let server = KillOnDrop::spawn(
+        ns.cmd(BIN)
             .args([
                 "server",
                 "--syslog",
@@ -102,47 +106,159 @@ fn decisions_reach_the_agents_nftables_and_leave_with_it() {
                 "127.0.0.1:8515",
                 "--data-dir",
             ])
-            .arg(&data)
+            .arg(d.join("data"))
             .stdout(Stdio::null())
-            .stderr(server_log),
+            .stderr(log),
     );
     wait("the server", Duration::from_secs(20), || {
         std::fs::read_to_string(d.join("server.log"))
-            .is_ok_and(|l| l.contains("policy API: listening"))
+            .is_ok_and(|l| l.matches("policy API: listening").count() > before)
     });
+    server
+}
+
+/// `mirage agent` inside `ns` in deception mode, tailing `d/sshd.log`;
+/// enrolls with `token` when given.
+fn start_agent(ns: &Ns, d: &Path, token: Option<&str>) -> KillOnDrop {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(d.join("agent.log"))
+        .unwrap();
+    let mut cmd = ns.cmd(BIN);
+    cmd.args(["agent", "--server", "127.0.0.1:8515", "--mode", "deception"])
+        .args([
+            "--redirect",
+            "22=10.98.0.2:2222",
+            "--syslog",
+            "127.0.0.1:10514",
+        ])
+        .arg("--tail")
+        .arg(format!("ssh:{}", d.join("sshd.log").display()))
+        .arg("--state-dir")
+        .arg(d.join("agent-state"))
+        .env("MIRAGE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log);
+    if let Some(t) = token {
+        cmd.args(["--enroll", t]);
+    }
+    KillOnDrop::spawn(&mut cmd)
+}
+
+fn kill9(p: &mut KillOnDrop) {
+    let _ = p.0.kill();
+    let _ = p.0.wait();
+}
+
+#[test]
+fn a_killed_agent_and_server_come_back_to_the_servers_decisions() {
+    mirage_testkit::require_tool("nft");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("data");
+    std::fs::write(d.join("sshd.log"), "").unwrap();
+    let ns = Ns::new();
+    let mut server = start_server(&ns, d);
+    let token = mirage(&["server", "tokens", "create"], &data)
+        .trim()
+        .to_owned();
+    let mut agent = start_agent(&ns, d, Some(&token));
+    wait("the agent's table", Duration::from_secs(20), || {
+        ns.nft_table().is_some()
+    });
+    for ip in ["203.0.113.1", "203.0.113.2"] {
+        mirage(
+            &["server", "decisions", "add", ip, "--type", "deceive"],
+            &data,
+        );
+    }
+    wait("both enforced", Duration::from_secs(10), || {
+        ns.nft_table()
+            .is_some_and(|t| t.contains("203.0.113.1") && t.contains("203.0.113.2"))
+    });
+
+    // kill -9 both while decisions change: the table stays in the kernel
+    // with what it had.
+    kill9(&mut agent);
+    mirage(&["server", "decisions", "delete", "203.0.113.1"], &data);
+    mirage(
+        &[
+            "server",
+            "decisions",
+            "add",
+            "203.0.113.3",
+            "--type",
+            "block",
+        ],
+        &data,
+    );
+    kill9(&mut server);
+    mirage(
+        &[
+            "server",
+            "decisions",
+            "add",
+            "203.0.113.4",
+            "--type",
+            "deceive",
+        ],
+        &data,
+    );
+    let stale = ns.nft_table().unwrap();
+    assert!(stale.contains("203.0.113.1") && !stale.contains("203.0.113.3"));
+
+    // Both back (the agent with its stored key, no token): the table equals
+    // the server's decisions.
+    let _server = start_server(&ns, d);
+    let _agent = start_agent(&ns, d, None);
+    wait("the reconciled table", Duration::from_secs(20), || {
+        ns.nft_table().is_some_and(|t| {
+            !t.contains("203.0.113.1")
+                && t.contains("203.0.113.2")
+                && t.contains("203.0.113.3")
+                && t.contains("203.0.113.4")
+        })
+    });
+    let decided: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(&mirage(
+        &["server", "decisions", "list", "--format", "json"],
+        &data,
+    ))
+    .unwrap()
+    .iter()
+    .map(|d| d["ip"].as_str().unwrap().to_owned())
+    .collect();
+    assert_eq!(decided, ["203.0.113.2", "203.0.113.3", "203.0.113.4"]);
+    // `mirage agent firewall show` prints the same live table.
+    let out = ns
+        .cmd(BIN)
+        .args(["agent", "firewall", "show"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("table inet mirage") && shown.contains("203.0.113.4"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn decisions_reach_the_agents_nftables_and_leave_with_it() {
+    mirage_testkit::require_tool("nft");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("data");
+    let ns = Ns::new();
+    let bin = BIN;
+    let _server = start_server(&ns, d);
     let token = mirage(&["server", "tokens", "create", "--ttl", "10m"], &data)
         .trim()
         .to_owned();
     assert_eq!(token.len(), 64);
-
     let sshd_log = d.join("sshd.log");
     std::fs::write(&sshd_log, "").unwrap();
-    let agent_log = std::fs::File::create(d.join("agent.log")).unwrap();
-    let mut agent = KillOnDrop::spawn(
-        ns.cmd(bin)
-            .args([
-                "agent",
-                "--server",
-                "127.0.0.1:8515",
-                "--enroll",
-                &token,
-                "--mode",
-                "deception",
-            ])
-            .args([
-                "--redirect",
-                "22=10.98.0.2:2222",
-                "--syslog",
-                "127.0.0.1:10514",
-            ])
-            .arg("--tail")
-            .arg(format!("ssh:{}", sshd_log.display()))
-            .arg("--state-dir")
-            .arg(d.join("agent-state"))
-            .env("MIRAGE_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(agent_log),
-    );
+    let mut agent = start_agent(&ns, d, Some(&token));
     let agent_log = || std::fs::read_to_string(d.join("agent.log")).unwrap_or_default();
     wait("the agent's table", Duration::from_secs(20), || {
         ns.nft_table().is_some()

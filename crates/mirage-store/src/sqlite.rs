@@ -211,25 +211,30 @@ async fn log_change(
     at_micros: i64,
     d: &DecisionRow,
 ) -> Result<i64, StoreError> {
-    let res = sqlx::query(
+    let query = sqlx::query(
         "INSERT INTO decision_changes (op, at_micros, ip, decision, rule, severity, reason, key, \
          created_micros, expires_micros, evidence, origin) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
     )
     .bind(op)
-    .bind(at_micros)
-    .bind(&d.ip)
-    .bind(&d.decision)
-    .bind(&d.rule)
-    .bind(&d.severity)
-    .bind(&d.reason)
-    .bind(&d.key)
-    .bind(d.created_micros)
-    .bind(d.expires_micros)
-    .bind(i64_of(d.evidence))
-    .bind(&d.origin)
-    .execute(&mut **tx)
-    .await?;
+    .bind(at_micros);
+    let res = bind_decision(query, d).execute(&mut **tx).await?;
     Ok(res.last_insert_rowid())
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Bind a decision's ten columns, in table order, after what `q` has.
+fn bind_decision<'q>(q: SqliteQuery<'q>, d: &'q DecisionRow) -> SqliteQuery<'q> {
+    q.bind(&d.ip)
+        .bind(&d.decision)
+        .bind(&d.rule)
+        .bind(&d.severity)
+        .bind(&d.reason)
+        .bind(&d.key)
+        .bind(d.created_micros)
+        .bind(d.expires_micros)
+        .bind(i64_of(d.evidence))
+        .bind(&d.origin)
 }
 
 #[async_trait]
@@ -296,22 +301,11 @@ impl Store for SqliteStore {
             .await?;
         }
         for d in &b.decisions {
-            sqlx::query(
+            let insert = sqlx::query(
                 "INSERT OR REPLACE INTO decisions (ip, decision, rule, severity, reason, key, \
                  created_micros, expires_micros, evidence, origin) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            )
-            .bind(&d.ip)
-            .bind(&d.decision)
-            .bind(&d.rule)
-            .bind(&d.severity)
-            .bind(&d.reason)
-            .bind(&d.key)
-            .bind(d.created_micros)
-            .bind(d.expires_micros)
-            .bind(i64_of(d.evidence))
-            .bind(&d.origin)
-            .execute(&mut *tx)
-            .await?;
+            );
+            bind_decision(insert, d).execute(&mut *tx).await?;
             result
                 .change_seqs
                 .push(log_change(&mut tx, "add", d.created_micros, d).await?);

@@ -292,6 +292,12 @@ pub async fn answer(
         {
             return snapshot(api.store.as_ref(), settings).await;
         }
+        // A backlog longer than a page (an agent back after a long outage,
+        // a bulk import) is one snapshot rather than many delta pages: one
+        // round trip, and the agent applies it as one transaction.
+        if latest - since > i64::from(PAGE) {
+            return snapshot(api.store.as_ref(), settings).await;
+        }
         if latest > since {
             let delta = delta(api.store.as_ref(), since).await?;
             if delta.version > since {

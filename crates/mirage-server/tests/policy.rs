@@ -6,6 +6,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::http_post;
 use mirage_config::ServerConfig;
 use mirage_core::policy::{
     AgentSettings, EnrollReply, HEADER_AGENT, Mode, PolicyReply, ServiceMap,
@@ -14,32 +17,8 @@ use mirage_core::request_auth::{HEADER_TIMESTAMP, sign, signed_headers};
 use mirage_server::policy::token_hash;
 use mirage_server::start;
 use mirage_store::{SqliteStore, Store};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-async fn http_post(
-    addr: std::net::SocketAddr,
-    path: &str,
-    headers: &[(&str, String)],
-    body: &[u8],
-) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    s.write_all(body).await.unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).await.unwrap();
-    let status = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    (status, body)
-}
 
 fn config(dir: &Path) -> ServerConfig {
     let mut c = ServerConfig::default();

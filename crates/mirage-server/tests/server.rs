@@ -6,6 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::http_post;
 use mirage_config::ServerConfig;
 use mirage_core::request_auth::{HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, sign};
 use mirage_server::{RunningServer, ServerStats, start};
@@ -265,29 +268,6 @@ async fn syslog_over_mutual_tls_is_received_and_clients_without_a_cert_are_refus
     assert!(none.is_empty());
 }
 
-async fn http_post(
-    addr: std::net::SocketAddr,
-    headers: &[(&str, String)],
-    body: &[u8],
-) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut req = format!(
-        "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    s.write_all(body).await.unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).await.unwrap();
-    let status = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    (status, body)
-}
-
 fn signed(key: &[u8], nonce: &str, body: &[u8]) -> Vec<(&'static str, String)> {
     let ts = chrono::Utc::now().timestamp();
     vec![
@@ -318,18 +298,23 @@ async fn sensor_events_are_ingested_signed_once_and_replays_refused() {
     let body = format!("{}\n{}\n", events[0], events[1]).into_bytes();
 
     let h = signed(&key, "nonce-aaaaaaaaaaaa-1", &body);
-    let (status, reply) = http_post(addr, &h, &body).await;
+    let (status, reply) = http_post(addr, "/api/v1/events", &h, &body).await;
     assert_eq!(
         (status, reply.as_str()),
         (200, r#"{"accepted":2,"duplicates":0}"#)
     );
     // The very same request again: a replay.
-    let (status, reply) = http_post(addr, &h, &body).await;
+    let (status, reply) = http_post(addr, "/api/v1/events", &h, &body).await;
     assert_eq!(status, 401, "{reply}");
     assert!(reply.contains("nonce"), "{reply}");
     // Signed again by the sensor (a retry): accepted, but nothing new.
-    let (status, reply) =
-        http_post(addr, &signed(&key, "nonce-aaaaaaaaaaaa-2", &body), &body).await;
+    let (status, reply) = http_post(
+        addr,
+        "/api/v1/events",
+        &signed(&key, "nonce-aaaaaaaaaaaa-2", &body),
+        &body,
+    )
+    .await;
     assert_eq!(
         (status, reply.as_str()),
         (200, r#"{"accepted":0,"duplicates":2}"#)
@@ -339,19 +324,27 @@ async fn sensor_events_are_ingested_signed_once_and_replays_refused() {
     tampered[20] ^= 1;
     let (status, _) = http_post(
         addr,
+        "/api/v1/events",
         &signed(&key, "nonce-aaaaaaaaaaaa-3", &body),
         &tampered,
     )
     .await;
     assert_eq!(status, 401);
     let wrong = b"another-key-that-is-32-bytes-long!!!";
-    let (status, _) = http_post(addr, &signed(wrong, "nonce-aaaaaaaaaaaa-4", &body), &body).await;
+    let (status, _) = http_post(
+        addr,
+        "/api/v1/events",
+        &signed(wrong, "nonce-aaaaaaaaaaaa-4", &body),
+        &body,
+    )
+    .await;
     assert_eq!(status, 401);
-    let (status, _) = http_post(addr, &[], &body).await;
+    let (status, _) = http_post(addr, "/api/v1/events", &[], &body).await;
     assert_eq!(status, 401);
     let garbage = b"{\"schema\":1}\nnot json\n".to_vec();
     let (status, reply) = http_post(
         addr,
+        "/api/v1/events",
         &signed(&key, "nonce-aaaaaaaaaaaa-5", &garbage),
         &garbage,
     )

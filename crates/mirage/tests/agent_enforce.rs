@@ -14,48 +14,18 @@ use std::time::{Duration, Instant};
 
 use mirage_testkit::KillOnDrop;
 
-struct Ns(String);
+use common::Netns as Ns;
 
-impl Ns {
-    fn new() -> Ns {
-        let name = format!("menf_{}", mirage_testkit::unique_suffix());
-        for args in [
-            vec!["netns", "add", &name],
-            vec!["-n", &name, "link", "set", "lo", "up"],
-        ] {
-            assert!(
-                Command::new("ip").args(&args).status().unwrap().success(),
-                "needs root"
-            );
-        }
-        Ns(name)
-    }
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0, program]);
-        c
-    }
-    fn nft_table(&self) -> Option<String> {
-        let out = self
-            .cmd("nft")
-            .args(["list", "table", "inet", "mirage"])
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.0]).output() {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-9", pid]).status();
-            }
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
+/// The agent's live table in `ns`, if there is one.
+fn nft_table(ns: &Ns) -> Option<String> {
+    let out = ns
+        .cmd("nft")
+        .args(["list", "table", "inet", "mirage"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn mirage(args: &[&str], data: &Path) -> String {
@@ -158,14 +128,14 @@ fn a_killed_agent_and_server_come_back_to_the_servers_decisions() {
     let d = dir.path();
     let data = d.join("data");
     std::fs::write(d.join("sshd.log"), "").unwrap();
-    let ns = Ns::new();
+    let ns = Ns::named("menf");
     let mut server = start_server(&ns, d);
     let token = mirage(&["server", "tokens", "create"], &data)
         .trim()
         .to_owned();
     let mut agent = start_agent(&ns, d, Some(&token));
     wait("the agent's table", Duration::from_secs(20), || {
-        ns.nft_table().is_some()
+        nft_table(&ns).is_some()
     });
     for ip in ["203.0.113.1", "203.0.113.2"] {
         mirage(
@@ -174,8 +144,7 @@ fn a_killed_agent_and_server_come_back_to_the_servers_decisions() {
         );
     }
     wait("both enforced", Duration::from_secs(10), || {
-        ns.nft_table()
-            .is_some_and(|t| t.contains("203.0.113.1") && t.contains("203.0.113.2"))
+        nft_table(&ns).is_some_and(|t| t.contains("203.0.113.1") && t.contains("203.0.113.2"))
     });
 
     // kill -9 both while decisions change: the table stays in the kernel
@@ -205,7 +174,7 @@ fn a_killed_agent_and_server_come_back_to_the_servers_decisions() {
         ],
         &data,
     );
-    let stale = ns.nft_table().unwrap();
+    let stale = nft_table(&ns).unwrap();
     assert!(stale.contains("203.0.113.1") && !stale.contains("203.0.113.3"));
 
     // Both back (the agent with its stored key, no token): the table equals
@@ -213,7 +182,7 @@ fn a_killed_agent_and_server_come_back_to_the_servers_decisions() {
     let _server = start_server(&ns, d);
     let _agent = start_agent(&ns, d, None);
     wait("the reconciled table", Duration::from_secs(20), || {
-        ns.nft_table().is_some_and(|t| {
+        nft_table(&ns).is_some_and(|t| {
             !t.contains("203.0.113.1")
                 && t.contains("203.0.113.2")
                 && t.contains("203.0.113.3")
@@ -249,7 +218,7 @@ fn decisions_reach_the_agents_nftables_and_leave_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let data = d.join("data");
-    let ns = Ns::new();
+    let ns = Ns::named("menf");
     let bin = BIN;
     let _server = start_server(&ns, d);
     let token = mirage(&["server", "tokens", "create", "--ttl", "10m"], &data)
@@ -261,7 +230,7 @@ fn decisions_reach_the_agents_nftables_and_leave_with_it() {
     let mut agent = start_agent(&ns, d, Some(&token));
     let agent_log = || std::fs::read_to_string(d.join("agent.log")).unwrap_or_default();
     wait("the agent's table", Duration::from_secs(20), || {
-        ns.nft_table().is_some()
+        nft_table(&ns).is_some()
     });
     assert!(d.join("agent-state/policy.key").exists());
     // The token was used up.
@@ -287,7 +256,7 @@ fn decisions_reach_the_agents_nftables_and_leave_with_it() {
         &data,
     );
     let took = wait("203.0.113.50 in nft", Duration::from_secs(10), || {
-        ns.nft_table().is_some_and(|t| t.contains("203.0.113.50"))
+        nft_table(&ns).is_some_and(|t| t.contains("203.0.113.50"))
     });
     eprintln!("operator decision -> nft set element: {took:?}");
     assert!(took < Duration::from_secs(2), "{took:?}\n{}", agent_log());
@@ -295,7 +264,7 @@ fn decisions_reach_the_agents_nftables_and_leave_with_it() {
     // Deleted: the element goes.
     mirage(&["server", "decisions", "delete", "203.0.113.50"], &data);
     wait("203.0.113.50 out of nft", Duration::from_secs(10), || {
-        ns.nft_table().is_some_and(|t| !t.contains("203.0.113.50"))
+        nft_table(&ns).is_some_and(|t| !t.contains("203.0.113.50"))
     });
 
     // Detection from the host's own log: five failures for one account.
@@ -315,7 +284,7 @@ fn decisions_reach_the_agents_nftables_and_leave_with_it() {
         }
     }
     wait("198.51.100.77 in nft", Duration::from_secs(10), || {
-        ns.nft_table().is_some_and(|t| t.contains("198.51.100.77"))
+        nft_table(&ns).is_some_and(|t| t.contains("198.51.100.77"))
     });
     eprintln!(
         "5th failed line written -> nft set element: {:?}",
@@ -332,5 +301,5 @@ fn decisions_reach_the_agents_nftables_and_leave_with_it() {
     );
     let status = agent.0.wait().unwrap();
     assert!(status.success(), "{}", agent_log());
-    assert!(ns.nft_table().is_none(), "table left behind");
+    assert!(nft_table(&ns).is_none(), "table left behind");
 }

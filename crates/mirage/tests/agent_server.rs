@@ -56,47 +56,10 @@ fn rules_without_whitelist(dir: &Path) -> PathBuf {
 
 /// A private namespace whose loopback also carries 10.77.0.0/24, so sshd
 /// and its clients have non-loopback addresses (loopback is whitelisted).
-struct SshNs {
-    name: String,
-}
-
-impl SshNs {
-    fn new() -> SshNs {
-        let name = format!("mssh_{}", mirage_testkit::unique_suffix());
-        let ip = |args: &[&str]| {
-            assert!(
-                Command::new("ip").args(args).status().unwrap().success(),
-                "ip {args:?}: needs root"
-            );
-        };
-        ip(&["netns", "add", &name]);
-        ip(&["-n", &name, "link", "set", "lo", "up"]);
-        ip(&["-n", &name, "addr", "add", "10.77.0.1/24", "dev", "lo"]);
-        SshNs { name }
-    }
-
-    fn cmd(&self, program: &Path) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).arg(program);
-        c
-    }
-}
-
-impl Drop for SshNs {
-    fn drop(&mut self) {
-        // Kill what still runs inside (only what this test started there).
-        if let Ok(out) = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-        {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-9", pid]).status();
-            }
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
+fn ssh_ns() -> common::Netns {
+    let ns = common::Netns::named("mssh");
+    ns.ip(&["addr", "add", "10.77.0.1/24", "dev", "lo"]);
+    ns
 }
 
 fn wait_file_contains(path: &Path, needle: &str, timeout: Duration) {
@@ -125,7 +88,7 @@ fn real_sshd_failures_tailed_by_the_agent_raise_the_brute_force_decision() {
     let server = MirageServer::start("", &d.join("server"));
 
     // A real OpenSSH server, logging to a file as `sshd -E` does.
-    let ns = SshNs::new();
+    let ns = ssh_ns();
     assert!(
         Command::new(ssh_keygen)
             .args(["-q", "-t", "ed25519", "-N", "", "-f"])

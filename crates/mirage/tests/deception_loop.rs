@@ -21,36 +21,25 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::Netns;
 use mirage_testkit::{KillOnDrop, require_tool};
 
 struct Topology {
-    att: String,
-    cli: String,
-    host: String,
-    hp: String,
+    att: Netns,
+    cli: Netns,
+    host: Netns,
+    hp: Netns,
 }
 
 impl Topology {
     fn new() -> Topology {
-        let s = mirage_testkit::unique_suffix();
         let t = Topology {
-            att: format!("dl_att_{s}"),
-            cli: format!("dl_cli_{s}"),
-            host: format!("dl_host_{s}"),
-            hp: format!("dl_hp_{s}"),
+            att: Netns::named("dl_att"),
+            cli: Netns::named("dl_cli"),
+            host: Netns::named("dl_host"),
+            hp: Netns::named("dl_hp"),
         };
-        for n in t.all() {
-            assert!(
-                Command::new("ip")
-                    .args(["netns", "add", n])
-                    .status()
-                    .unwrap()
-                    .success(),
-                "needs root"
-            );
-        }
         let script = "
-            for n in $ATT $CLI $HOST $HP; do ip -n $n link set lo up; done
             ip -n $HOST link add h-att type veth peer name eth0 netns $ATT
             ip -n $HOST link add h-cli type veth peer name eth0 netns $CLI
             ip -n $HOST link add h-hp type veth peer name eth0 netns $HP
@@ -65,10 +54,10 @@ impl Topology {
             ip -n $HP addr add 10.98.0.2/24 dev eth0; ip -n $HP link set eth0 up
             ip -n $HP route add default via 10.98.0.1
             ip netns exec $HOST sysctl -qw net.ipv4.ip_forward=1"
-            .replace("$ATT", &t.att)
-            .replace("$CLI", &t.cli)
-            .replace("$HOST", &t.host)
-            .replace("$HP", &t.hp);
+            .replace("$ATT", &t.att.0)
+            .replace("$CLI", &t.cli.0)
+            .replace("$HOST", &t.host.0)
+            .replace("$HP", &t.hp.0);
         assert!(
             Command::new("sh")
                 .args(["-ec", &script])
@@ -77,29 +66,6 @@ impl Topology {
                 .success()
         );
         t
-    }
-
-    fn all(&self) -> [&String; 4] {
-        [&self.att, &self.cli, &self.host, &self.hp]
-    }
-
-    fn cmd(ns: &str, program: &Path) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns]).arg(program);
-        c
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        for n in self.all() {
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", n]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
-            }
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
-        }
     }
 }
 
@@ -113,9 +79,10 @@ fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration 
 }
 
 /// The SSH banner a client in `ns` gets from `addr`.
-fn ssh_banner(ns: &str, addr: &str) -> String {
+fn ssh_banner(ns: &Netns, addr: &str) -> String {
     let socat = require_tool("socat");
-    let out = Topology::cmd(ns, &socat)
+    let out = ns
+        .cmd(&socat)
         .args([
             "-T",
             "3",
@@ -133,10 +100,11 @@ fn ssh_banner(ns: &str, addr: &str) -> String {
         .to_owned()
 }
 
-fn redis_info_version(ns: &str, host: &str) -> String {
+fn redis_info_version(ns: &Netns, host: &str) -> String {
     let cli = require_tool("redis-cli");
     // redis-cli has no connect timeout: a dropped SYN would wait minutes.
-    let out = Topology::cmd(ns, &require_tool("timeout"))
+    let out = ns
+        .cmd(require_tool("timeout"))
         .arg("5")
         .arg(cli)
         .args(["-h", host, "-p", "6379", "info", "server"])
@@ -150,7 +118,7 @@ fn redis_info_version(ns: &str, host: &str) -> String {
         .to_owned()
 }
 
-fn sshd(ns: &str, dir: &Path, name: &str, listen: &str, extra: &str) -> KillOnDrop {
+fn sshd(ns: &Netns, dir: &Path, name: &str, listen: &str, extra: &str) -> KillOnDrop {
     let keygen = require_tool("ssh-keygen");
     let key = dir.join(format!("{name}.key"));
     assert!(
@@ -174,7 +142,7 @@ fn sshd(ns: &str, dir: &Path, name: &str, listen: &str, extra: &str) -> KillOnDr
     .unwrap();
     std::fs::create_dir_all("/run/sshd").unwrap();
     KillOnDrop::spawn(
-        Topology::cmd(ns, &require_tool("sshd"))
+        ns.cmd(require_tool("sshd"))
             .args(["-D", "-f"])
             .arg(&cfg)
             .arg("-E")
@@ -223,7 +191,8 @@ fn run_mode(mode: &str) {
     let sensor_cfg = d.join("sensor.toml");
     std::fs::write(&sensor_cfg, "").unwrap();
     let _sensor = KillOnDrop::spawn(
-        Topology::cmd(&topo.hp, bin)
+        topo.hp
+            .cmd(bin)
             .args(["sensor", "--config"])
             .arg(&sensor_cfg)
             .args([
@@ -241,7 +210,8 @@ fn run_mode(mode: &str) {
     // Host namespace: the real services, the server and the agent.
     let _real_sshd = sshd(&topo.host, d, "real", "0.0.0.0:22", "");
     let _redis = KillOnDrop::spawn(
-        Topology::cmd(&topo.host, &require_tool("redis-server"))
+        topo.host
+            .cmd(require_tool("redis-server"))
             .args([
                 "--port",
                 "6379",
@@ -259,7 +229,8 @@ fn run_mode(mode: &str) {
     let data = d.join("data");
     let server_log = std::fs::File::create(d.join("server.log")).unwrap();
     let _server = KillOnDrop::spawn(
-        Topology::cmd(&topo.host, bin)
+        topo.host
+            .cmd(bin)
             .args([
                 "server",
                 "--syslog",
@@ -288,7 +259,8 @@ fn run_mode(mode: &str) {
     });
     let agent_log = std::fs::File::create(d.join("agent.log")).unwrap();
     let _agent = KillOnDrop::spawn(
-        Topology::cmd(&topo.host, bin)
+        topo.host
+            .cmd(bin)
             .args([
                 "agent",
                 "--server",
@@ -316,13 +288,15 @@ fn run_mode(mode: &str) {
             .stderr(agent_log),
     );
     let nft_has = |ip: &str| {
-        Topology::cmd(&topo.host, &require_tool("nft"))
+        topo.host
+            .cmd(require_tool("nft"))
             .args(["list", "table", "inet", "mirage"])
             .output()
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(ip))
     };
     wait("the agent's table", Duration::from_secs(20), || {
-        Topology::cmd(&topo.host, &require_tool("nft"))
+        topo.host
+            .cmd(require_tool("nft"))
             .args(["list", "table", "inet", "mirage"])
             .output()
             .is_ok_and(|o| o.status.success())
@@ -364,7 +338,8 @@ fn run_mode(mode: &str) {
     // In reflect mode the attacker's own machine answers on port 22.
     let _own = (mode == "reflect").then(|| {
         let l = KillOnDrop::spawn(
-            Topology::cmd(&topo.att, &require_tool("socat"))
+            topo.att
+                .cmd(require_tool("socat"))
                 .args([
                     "TCP-LISTEN:22,bind=10.99.0.2,fork,reuseaddr",
                     "SYSTEM:echo SSH-2.0-attackers-own-listener",
@@ -382,7 +357,9 @@ fn run_mode(mode: &str) {
     let sshpass = require_tool("sshpass");
     let start = Instant::now();
     for _ in 0..5 {
-        let _ = Topology::cmd(&topo.att, &sshpass)
+        let _ = topo
+            .att
+            .cmd(&sshpass)
             .args([
                 "-p",
                 "wrong",
@@ -433,7 +410,9 @@ fn run_mode(mode: &str) {
         }
         "firewall" => {
             let banner = ssh_banner(&topo.att, "10.99.0.1:22");
-            let table = Topology::cmd(&topo.host, &require_tool("nft"))
+            let table = topo
+                .host
+                .cmd(require_tool("nft"))
                 .args(["list", "table", "inet", "mirage"])
                 .output()
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())

@@ -16,27 +16,7 @@ use serde_json::Value;
 
 /// Start `mirage sensor` serving only mysql on a free loopback port.
 fn mysql_sensor(config: &str) -> Sensor {
-    let dir = tempfile::tempdir().unwrap();
-    let port = mirage_testkit::free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let cfg = dir.path().join("mirage.toml");
-    std::fs::write(&cfg, config).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_mirage"))
-        .args(["sensor", "--config"])
-        .arg(&cfg)
-        .args(["--service", &format!("mysql={addr}"), "--log-dir"])
-        .arg(dir.path().join("events"))
-        .args(["--name", "test-sensor"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    mirage_testkit::wait_for_port(addr, Duration::from_secs(10));
-    Sensor {
-        child: Some(child),
-        addr,
-        dir,
-    }
+    Sensor::start("mysql", config, tempfile::tempdir().unwrap())
 }
 
 /// Run the mariadb CLI; returns (success, stdout, stderr).

@@ -28,26 +28,43 @@ impl Sensor {
     /// As [`Sensor::redis`], with events under `dir/events` (to restart a
     /// sensor on the files an earlier one left).
     pub fn redis_in(config: &str, dir: tempfile::TempDir) -> Sensor {
-        let port = mirage_testkit::free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        Sensor::start("redis", config, dir)
+    }
+
+    /// Start `mirage sensor` serving only `service` on a free loopback
+    /// port, with `config` written to `dir/mirage.toml` and events under
+    /// `dir/events`.
+    pub fn start(service: &str, config: &str, dir: tempfile::TempDir) -> Sensor {
         let cfg = dir.path().join("mirage.toml");
         std::fs::write(&cfg, config).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_mirage"))
-            .args(["sensor", "--config"])
-            .arg(&cfg)
-            .args(["--service", &format!("redis={addr}"), "--log-dir"])
-            .arg(dir.path().join("events"))
-            .args(["--name", "test-sensor"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        mirage_testkit::wait_for_port(addr, Duration::from_secs(10));
-        Sensor {
-            child: Some(child),
-            addr,
-            dir,
+        // `free_port` can race with other tests binding the same port in
+        // between: if our sensor could not bind it (it exits) and someone
+        // else answers on it, try another port.
+        for _ in 0..5 {
+            let port = mirage_testkit::free_port();
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            let mut child = Command::new(env!("CARGO_BIN_EXE_mirage"))
+                .args(["sensor", "--config"])
+                .arg(&cfg)
+                .args(["--service", &format!("{service}={addr}"), "--log-dir"])
+                .arg(dir.path().join("events"))
+                .args(["--name", "test-sensor"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            mirage_testkit::wait_for_port(addr, Duration::from_secs(10));
+            // A failed bind ends the sensor within milliseconds of start.
+            std::thread::sleep(Duration::from_millis(100));
+            if child.try_wait().unwrap().is_none() {
+                return Sensor {
+                    child: Some(child),
+                    addr,
+                    dir,
+                };
+            }
         }
+        panic!("the sensor could not bind a free port in 5 tries");
     }
 
     pub fn port(&self) -> u16 {
@@ -203,36 +220,56 @@ pub fn redis_cli(port: u16, args: &[&str], input: Option<&[u8]>) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A private network namespace (needs root), deleted on drop.
-pub struct Netns(String);
+/// A private network namespace (needs root) with loopback up. On drop the
+/// processes still running inside it (only ones this test started there)
+/// are killed and the namespace is deleted.
+pub struct Netns(pub String);
 
 impl Netns {
     pub fn new() -> Netns {
-        let name = format!("mdef_{}", mirage_testkit::unique_suffix());
+        Netns::named("mdef")
+    }
+
+    /// A namespace named `PREFIX_<unique suffix>`.
+    pub fn named(prefix: &str) -> Netns {
+        let name = format!("{prefix}_{}", mirage_testkit::unique_suffix());
         let ok = Command::new("ip")
             .args(["netns", "add", &name])
             .status()
             .unwrap()
             .success();
         assert!(ok, "`ip netns add` failed: this test needs root");
-        assert!(
-            Command::new("ip")
-                .args(["-n", &name, "link", "set", "lo", "up"])
-                .status()
-                .unwrap()
-                .success()
-        );
-        Netns(name)
+        let ns = Netns(name);
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
     }
-    pub fn cmd(&self, program: &str) -> Command {
+
+    /// `ip -n NS ARGS…`, which must succeed.
+    pub fn ip(&self, args: &[&str]) {
+        let ok = Command::new("ip")
+            .args(["-n", &self.0])
+            .args(args)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip -n {} {args:?}", self.0);
+    }
+
+    /// `program` run inside the namespace.
+    pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0, program]);
+        c.args(["netns", "exec", &self.0]).arg(program);
         c
     }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.0]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
 }

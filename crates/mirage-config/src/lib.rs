@@ -26,7 +26,7 @@ pub use error::ConfigError;
 pub use limits::LimitsConfig;
 pub use mysql::{MYSQL_AUTH_PLUGINS, MysqlConfig, MysqlCredential};
 pub use redis::{KeyspaceMode, RedisConfig};
-pub use sensor::{SensorConfig, ShipConfig};
+pub use sensor::{QuarantineConfig, SensorConfig, ShipConfig};
 pub use server::{SERVER_EXAMPLE_TOML, ServerConfig};
 
 /// The annotated example configuration; equal to [`Config::default`].

@@ -23,6 +23,30 @@ pub struct SensorConfig {
     pub drain_timeout_secs: u64,
     /// Shipping events to `mirage server`.
     pub ship: ShipConfig,
+    /// Where attackers' uploaded files are kept, and how much.
+    pub quarantine: QuarantineConfig,
+}
+
+/// `[sensor.quarantine]`: files attackers upload (FTP STOR, rsync, scp…)
+/// are stored by sha256 under `log_dir/quarantine/`, never executed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuarantineConfig {
+    /// Largest single file kept, in bytes; a larger upload is still hashed
+    /// and recorded but not kept. Default 16 MiB.
+    pub max_file_bytes: u64,
+    /// Most bytes kept in all; once reached, new files are recorded by
+    /// hash only. Default 1 GiB.
+    pub max_total_bytes: u64,
+}
+
+impl Default for QuarantineConfig {
+    fn default() -> Self {
+        QuarantineConfig {
+            max_file_bytes: 16 << 20,
+            max_total_bytes: 1 << 30,
+        }
+    }
 }
 
 /// `[sensor.ship]`: ship the event files to the server's ingest endpoint.
@@ -91,6 +115,7 @@ impl Default for SensorConfig {
             event_queue: 8192,
             drain_timeout_secs: 5,
             ship: ShipConfig::default(),
+            quarantine: QuarantineConfig::default(),
         }
     }
 }
@@ -104,6 +129,12 @@ impl SensorConfig {
             return Err(("log_dir".into(), "must not be empty".into()));
         }
         self.ship.validate()?;
+        if self.quarantine.max_file_bytes > self.quarantine.max_total_bytes {
+            return Err((
+                "quarantine.max_file_bytes".into(),
+                "must not exceed quarantine.max_total_bytes".into(),
+            ));
+        }
         Ok(())
     }
 

@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use mirage_config::Config;
 use mirage_net::{BoundListener, Emulator, Harness, Limits, bind_listener, event_channel};
 
+use crate::quarantine::Quarantine;
 use crate::sinks::{EventWriter, WriterStats};
 
 /// A sensor that is serving; call [`RunningSensor::shutdown`] to stop it.
@@ -25,12 +26,18 @@ pub struct RunningSensor {
     )>,
     bound: Vec<(String, SocketAddr)>,
     drain: Duration,
+    quarantine: Arc<Quarantine>,
 }
 
 impl RunningSensor {
     /// Every (service, address) actually listening.
     pub fn bound(&self) -> &[(String, SocketAddr)] {
         &self.bound
+    }
+
+    /// Where uploaded files are kept.
+    pub fn quarantine(&self) -> &Arc<Quarantine> {
+        &self.quarantine
     }
 
     /// The event writer's counters.
@@ -113,6 +120,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningSensor> {
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
     let sensor_name = config.sensor.effective_name();
+    let q = &config.sensor.quarantine;
+    // Emulators that accept files share it.
+    let quarantine = Arc::new(
+        Quarantine::open(&config.sensor.log_dir, q.max_file_bytes, q.max_total_bytes)
+            .with_context(|| {
+                format!(
+                    "cannot open the quarantine under {}",
+                    config.sensor.log_dir.display()
+                )
+            })?,
+    );
     let mut plan: Vec<ServicePlan> = Vec::new();
     if config.services.redis.enabled {
         let r = &config.services.redis;
@@ -181,6 +199,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningSensor> {
         shipper,
         bound,
         drain: Duration::from_secs(config.sensor.drain_timeout_secs),
+        quarantine,
     })
 }
 

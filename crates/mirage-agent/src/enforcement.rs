@@ -8,9 +8,26 @@
 //! never cut the agent off from the server. On a clean stop the table is
 //! removed; after a crash it stays, and the next start's snapshot
 //! reconciles it with the server's decisions.
+//!
+//! Once a second the agent also reads back which connections the table
+//! steered ([`crate::firewall::hits`]) and queues one record per new
+//! (source, destination, port) in its syslog stream: APP-NAME
+//! `mirage-agent`, MSGID `steer`, and a JSON body
+//!
+//! ```json
+//! {"agent_id":"…","hostname":"web1","action":"deceive","src_ip":"10.99.0.2",
+//!  "dst_ip":"10.99.0.1","proto":"tcp","dst_port":22,"service":"ssh",
+//!  "to":"10.98.0.2:2222"}
+//! ```
+//!
+//! which the server stores as a `steer` event: the host and service the
+//! attacker was aiming at, to set beside what the honeypot recorded.
 
-use std::net::{IpAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use chrono::Utc;
 
 use mirage_config::AgentConfig;
 use mirage_core::policy::{
@@ -18,7 +35,9 @@ use mirage_core::policy::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::firewall::{Nft, NftConfig};
+use crate::firewall::hits::{Hit, HitLister, HitTracker};
+use crate::firewall::{Action, Nft, NftConfig};
+use crate::output::{QueueHandle, Record};
 use crate::policy_client::{Enforcer, PolicyClientConfig, PolicyError};
 use crate::runner::Identity;
 
@@ -28,21 +47,138 @@ fn convert<T: serde::de::DeserializeOwned>(v: &impl serde::Serialize) -> Result<
         .map_err(|e| format!("policy not applicable: {e}"))
 }
 
-impl Enforcer for Nft {
+/// The nft backend plus the service map last received, which the steering
+/// reports name services and honeypots from.
+struct Steering {
+    nft: Nft,
+    services: Arc<Mutex<Vec<ServiceMap>>>,
+}
+
+impl Enforcer for Steering {
     fn apply_snapshot(&mut self, policy: &Policy) -> Result<(), String> {
         let p: crate::firewall::Policy = convert(policy)?;
         // nft runs as a child process for a few milliseconds: keep the
         // runtime's other tasks going meanwhile.
-        tokio::task::block_in_place(|| Nft::apply_snapshot(self, &p))
+        tokio::task::block_in_place(|| self.nft.apply_snapshot(&p))
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        if let Ok(mut s) = self.services.lock() {
+            s.clone_from(&policy.settings.services);
+        }
+        Ok(())
     }
 
     fn apply_delta(&mut self, delta: &PolicyDelta) -> Result<(), String> {
         let d: crate::firewall::Delta = convert(delta)?;
-        tokio::task::block_in_place(|| Nft::apply_delta(self, &d))
+        tokio::task::block_in_place(|| self.nft.apply_delta(&d))
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+}
+
+/// The JSON body of a steering report (see the module docs).
+pub fn steer_json(identity: &Identity, hit: &Hit, services: &[ServiceMap]) -> serde_json::Value {
+    let proto = hit.proto.as_str();
+    // The honeypot of this port and of the source's address family: the
+    // one the DNAT chose.
+    let mapped = services.iter().find(|s| {
+        s.proto == proto
+            && s.port == hit.port
+            && s.honeypot
+                .parse::<SocketAddr>()
+                .is_ok_and(|h| h.is_ipv4() == hit.src.is_ipv4())
+    });
+    let service = mapped
+        .map(|s| s.service.clone())
+        .unwrap_or_else(|| service_name(hit.port));
+    let to = match hit.action {
+        Action::Deceive => mapped.map(|s| s.honeypot.clone()),
+        Action::Reflect => Some(SocketAddr::new(hit.src, hit.port).to_string()),
+        Action::Block => None,
+    };
+    let mut body = serde_json::json!({
+        "agent_id": identity.agent_id,
+        "hostname": identity.hostname,
+        "action": hit.action.as_str(),
+        "src_ip": hit.src.to_string(),
+        "dst_ip": hit.dst.to_string(),
+        "proto": proto,
+        "dst_port": hit.port,
+        "service": service,
+    });
+    if let Some(to) = to {
+        body["to"] = to.into();
+    }
+    body
+}
+
+fn steer_record(identity: &Identity, hit: &Hit, services: &[ServiceMap]) -> Record {
+    let now = Utc::now();
+    let body = steer_json(identity, hit, services).to_string();
+    Record {
+        timestamp: now,
+        facility: 4,
+        severity: 5,
+        hostname: identity.hostname.clone(),
+        app_name: "mirage-agent".into(),
+        procid: Some(std::process::id().to_string()),
+        msgid: Some("steer".into()),
+        id: crate::sources::stable_id(&[
+            b"steer",
+            identity.agent_id.as_bytes(),
+            body.as_bytes(),
+            &now.timestamp_micros().to_le_bytes(),
+        ]),
+        message: body.into_bytes(),
+    }
+}
+
+/// Once a second, queue a `steer` record for each connection the table
+/// noted since the last look.
+async fn report_steering(
+    lister: HitLister,
+    services: Arc<Mutex<Vec<ServiceMap>>>,
+    identity: Identity,
+    queue: QueueHandle,
+    cancel: CancellationToken,
+) {
+    let mut tracker = HitTracker::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let started = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let l = lister.clone();
+        let listed = match tokio::task::spawn_blocking(move || l.list()).await {
+            Ok(Ok(v)) => v,
+            // Before the first snapshot there is no table: nothing to read.
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "cannot read the steering notes");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let now_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let fresh = tracker.update(now_ms, &listed);
+        if fresh.is_empty() {
+            continue;
+        }
+        let services = services.lock().map(|s| s.clone()).unwrap_or_default();
+        let records: Vec<Record> = fresh
+            .iter()
+            .map(|h| steer_record(&identity, h, &services))
+            .collect();
+        let q = queue.clone();
+        let pushed = tokio::task::spawn_blocking(move || {
+            records.iter().try_for_each(|r| q.push(r).map(|_| ()))
+        })
+        .await;
+        if let Ok(Err(e)) = pushed {
+            tracing::warn!(error = %e, "cannot queue a steering report");
+        }
     }
 }
 
@@ -125,6 +261,7 @@ pub enum EnforcementError {
 pub async fn run(
     config: &AgentConfig,
     identity: &Identity,
+    queue: QueueHandle,
     cancel: CancellationToken,
 ) -> Result<(), EnforcementError> {
     let p = &config.policy;
@@ -162,7 +299,20 @@ pub async fn run(
         key_file: config.agent.state_dir.join("policy.key"),
         wait_secs: p.wait_secs,
     };
-    let mut nft = crate::policy_client::run(client, nft, cancel).await?;
+    let services = Arc::new(Mutex::new(Vec::new()));
+    let reporter_cancel = cancel.child_token();
+    let reporter = tokio::spawn(report_steering(
+        nft.hit_lister(),
+        services.clone(),
+        identity.clone(),
+        queue,
+        reporter_cancel.clone(),
+    ));
+    let steering = Steering { nft, services };
+    let result = crate::policy_client::run(client, steering, cancel).await;
+    reporter_cancel.cancel();
+    let _ = reporter.await;
+    let mut nft = result?.nft;
     // Clean stop: nothing of ours stays in the kernel.
     let removed = tokio::time::timeout(
         Duration::from_secs(10),

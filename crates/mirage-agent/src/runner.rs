@@ -155,8 +155,9 @@ pub async fn run(config: AgentConfig, cancel: CancellationToken) -> Result<(), A
     let enforce_cancel = cancel.child_token();
     let mut enforcement = if config.policy.enabled() {
         let (cfg, id, c) = (config.clone(), identity.clone(), enforce_cancel.clone());
+        let q = queue.clone();
         Some(tokio::spawn(async move {
-            crate::enforcement::run(&cfg, &id, c).await
+            crate::enforcement::run(&cfg, &id, q, c).await
         }))
     } else {
         None

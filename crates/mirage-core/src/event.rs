@@ -241,6 +241,23 @@ pub enum EventKind {
         #[serde(flatten)]
         data: PayloadData,
     },
+    /// An agent's firewall steered a connection of a decided source: the
+    /// envelope's `dst_ip`/`dst_port` are what the source aimed at on the
+    /// agent's host, `service` the service mapped to that port, `sensor` the
+    /// agent's host name. Joined with the honeypot's own events (same
+    /// `src_ip`, the honeypot at `to`), it tells which host and service an
+    /// attacker in a honeypot believed it was on.
+    #[serde(rename = "steer")]
+    Steer {
+        /// The agent's id.
+        agent: String,
+        /// `deceive` (sent to a honeypot), `reflect` (sent back to itself)
+        /// or `block` (dropped).
+        action: String,
+        /// Where the connection was sent (`ip:port`); absent for `block`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+    },
 }
 
 impl EventKind {
@@ -255,6 +272,7 @@ impl EventKind {
             EventKind::Payload { .. } => "payload",
             EventKind::Attack { .. } => "attack",
             EventKind::ProtocolError { .. } => "protocol.error",
+            EventKind::Steer { .. } => "steer",
         }
     }
 }
@@ -355,6 +373,11 @@ mod tests {
             EventKind::ProtocolError {
                 error: "ERR Protocol error: invalid bulk length".into(),
                 data: PayloadData::new(b"$x", 64),
+            },
+            EventKind::Steer {
+                agent: "0193a1b2-web1".into(),
+                action: "deceive".into(),
+                to: Some("10.98.0.2:2222".into()),
             },
         ];
         for k in kinds {

@@ -31,6 +31,7 @@ pub mod receiver;
 pub mod rules_file;
 pub mod server;
 pub mod stats;
+pub mod steer;
 pub mod tls;
 
 pub use server::{RunningServer, ServerError, start};

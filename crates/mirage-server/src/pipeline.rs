@@ -34,6 +34,7 @@ use crate::heartbeat;
 use crate::receiver::{Inbound, Payload, now_micros};
 use crate::rules_file::RuleSource;
 use crate::stats::ServerStats;
+use crate::steer;
 
 /// Most messages processed (and written) per batch.
 const MAX_BATCH: usize = 2048;
@@ -422,6 +423,14 @@ impl Pipeline {
             }
             return;
         }
+        if steer::is_steer(msg) {
+            let time = DateTime::<Utc>::from_timestamp_micros(ts).unwrap_or_else(Utc::now);
+            match steer::parse(msg, time) {
+                Some(event) => wb.events.push(event_row(&event)),
+                None => ServerStats::add(&self.stats.malformed, 1),
+            }
+            return;
+        }
         let Some(service) = msg.app_name.and_then(Service::from_app_name) else {
             ServerStats::add(&self.stats.ignored, 1);
             return;
@@ -494,7 +503,9 @@ fn ip_text(ip: IpAddr) -> String {
 
 /// The stored row of an event.
 pub fn event_row(e: &Event) -> EventRow {
-    let origin = if e.tags.iter().any(|t| t == "from_log") {
+    let origin = if matches!(e.kind, mirage_core::event::EventKind::Steer { .. }) {
+        "agent"
+    } else if e.tags.iter().any(|t| t == "from_log") {
         "log"
     } else {
         "sensor"

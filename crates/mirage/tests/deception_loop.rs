@@ -14,6 +14,11 @@
 //! the attacker's real address), while the other client still reaches the
 //! real services. Deleting the decision gives the attacker the real sshd
 //! again.
+//!
+//! Both views meet on the server: the agent reports every steered
+//! connection (`steer` events: the host address and service the attacker
+//! aimed at, where it was sent), and the honeypot sensor ships its own
+//! events there, with the attacker's real address.
 
 mod common;
 
@@ -67,6 +72,43 @@ impl Topology {
         );
         t
     }
+}
+
+/// The server's stored events from `ip` (`mirage server events --format json`).
+fn server_events(bin: &Path, data: &Path, ip: &str) -> Vec<serde_json::Value> {
+    let out = Command::new(bin)
+        .args([
+            "server",
+            "events",
+            "--format",
+            "json",
+            "--ip",
+            ip,
+            "--data-dir",
+        ])
+        .arg(data)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Wait for the agent's report that the attacker's connection to `service`
+/// on the host was steered, and return it.
+fn wait_steer(bin: &Path, data: &Path, service: &str) -> serde_json::Value {
+    let mut found = None;
+    wait("a steer event", Duration::from_secs(15), || {
+        found = server_events(bin, data, "10.99.0.2")
+            .into_iter()
+            .find(|e| e["kind"] == "steer" && e["service"] == service);
+        found.is_some()
+    });
+    let e = found.unwrap();
+    assert_eq!(e["dst_ip"], "10.99.0.1", "{e}");
+    assert_eq!(e["transport"], "tcp", "{e}");
+    e
 }
 
 fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
@@ -188,8 +230,19 @@ fn run_mode(mode: &str) {
         "10.98.0.2:2222",
         "VersionAddendum mirage-sandbox\n",
     );
+    // The sensor ships its events to the server's ingest endpoint, which
+    // listens on the host's side of the honeypot link.
+    let key = d.join("ingest.key");
+    std::fs::write(&key, "k".repeat(40)).unwrap();
     let sensor_cfg = d.join("sensor.toml");
-    std::fs::write(&sensor_cfg, "").unwrap();
+    std::fs::write(
+        &sensor_cfg,
+        format!(
+            "[sensor.ship]\nserver = \"10.98.0.1:8516\"\nkey_file = \"{}\"\n",
+            key.display()
+        ),
+    )
+    .unwrap();
     let _sensor = KillOnDrop::spawn(
         topo.hp
             .cmd(bin)
@@ -227,12 +280,23 @@ fn run_mode(mode: &str) {
             .stdout(Stdio::null()),
     );
     let data = d.join("data");
+    let server_cfg = d.join("server.toml");
+    std::fs::write(
+        &server_cfg,
+        format!(
+            "[ingest]\nlisten = \"10.98.0.1:8516\"\nkey_file = \"{}\"\n",
+            key.display()
+        ),
+    )
+    .unwrap();
     let server_log = std::fs::File::create(d.join("server.log")).unwrap();
     let _server = KillOnDrop::spawn(
         topo.host
             .cmd(bin)
+            .arg("server")
+            .arg("--config")
+            .arg(&server_cfg)
             .args([
-                "server",
                 "--syslog",
                 "127.0.0.1:10514",
                 "--listen",
@@ -287,12 +351,16 @@ fn run_mode(mode: &str) {
             .stdout(Stdio::null())
             .stderr(agent_log),
     );
+    // Whether `ip` is in one of the decision sets (the `hits_*` sets keep
+    // notes of steered connections for a minute after a decision ends).
     let nft_has = |ip: &str| {
-        topo.host
-            .cmd(require_tool("nft"))
-            .args(["list", "table", "inet", "mirage"])
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(ip))
+        ["deceive_v4", "reflect_v4", "block_v4"].iter().any(|set| {
+            topo.host
+                .cmd(require_tool("nft"))
+                .args(["list", "set", "inet", "mirage", set])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(ip))
+        })
     };
     wait("the agent's table", Duration::from_secs(20), || {
         topo.host
@@ -326,6 +394,15 @@ fn run_mode(mode: &str) {
         assert_eq!(redis_info_version(&topo.att, "10.99.0.1"), hp_redis);
         assert_eq!(redis_info_version(&topo.cli, "10.97.0.1"), real_redis);
         assert_eq!(ssh_banner(&topo.cli, "10.97.0.1:22"), other);
+        let steered = wait_steer(bin, &data, "ssh");
+        assert_eq!(steered["action"], "deceive");
+        assert_eq!(steered["to"], "10.98.0.2:2222");
+        // The whitelisted client was never steered.
+        assert!(
+            !server_events(bin, &data, "10.97.0.2")
+                .iter()
+                .any(|e| e["kind"] == "steer")
+        );
         return;
     }
     // Before: everyone reaches the real services.
@@ -406,6 +483,9 @@ fn run_mode(mode: &str) {
                 "attacker got {banner:?}\n{}",
                 log_of("agent.log")
             );
+            let steered = wait_steer(bin, &data, "ssh");
+            assert_eq!(steered["action"], "reflect");
+            assert_eq!(steered["to"], "10.99.0.2:22");
             return;
         }
         "firewall" => {
@@ -424,6 +504,10 @@ fn run_mode(mode: &str) {
                 log_of("agent.log")
             );
             assert_eq!(redis_info_version(&topo.att, "10.99.0.1"), "");
+            let steered = wait_steer(bin, &data, "redis");
+            assert_eq!(steered["action"], "block");
+            assert_eq!(steered["dst_port"], 6379);
+            assert!(steered.get("to").is_none(), "{steered}");
             return;
         }
         _ => {}
@@ -445,6 +529,24 @@ fn run_mode(mode: &str) {
             .iter()
             .any(|e| e["src_ip"] == "10.99.0.2" && e["kind"] == "command")
     });
+    // The server holds both views of the attacker: the agent's (it aimed
+    // at the host's Redis on 10.99.0.1:6379 and was sent to the honeypot)
+    // and the honeypot's (what it did there, from its real address).
+    let steered = wait_steer(bin, &data, "redis");
+    assert_eq!(steered["action"], "deceive");
+    assert_eq!(steered["to"], "10.98.0.2:6379");
+    // (The agent names itself after the host; the namespaces share its name.)
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(steered["sensor"], hostname.trim());
+    wait(
+        "the honeypot's events on the server",
+        Duration::from_secs(15),
+        || {
+            server_events(bin, &data, "10.99.0.2")
+                .iter()
+                .any(|e| e["sensor"] == "hp1" && e["kind"] == "command" && e["service"] == "redis")
+        },
+    );
 
     // Deleted: the attacker reaches the real sshd again.
     let out = Command::new(bin)

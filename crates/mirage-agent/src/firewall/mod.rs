@@ -10,7 +10,8 @@
 //!   named sets with per-element timeouts; never one rule per address);
 //! * [`nft`]: the [`Nft`] backend that runs `nft -f -` (one process per
 //!   transaction, atomic), flushes conntrack optionally, and removes the
-//!   table.
+//!   table;
+//! * [`hits`]: reads back which connections were steered, for the server.
 //!
 //! The policy client drives it:
 //!
@@ -28,6 +29,7 @@
 //!
 //! See `docs/firewall.md` for the rules, their order and the limits.
 
+pub mod hits;
 pub mod nft;
 pub mod policy;
 pub mod render;

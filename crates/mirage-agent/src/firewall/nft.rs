@@ -148,6 +148,16 @@ impl Nft {
         &self.config.table
     }
 
+    /// A lister of the connections this table steered, usable while this
+    /// backend is busy applying.
+    pub fn hit_lister(&self) -> super::hits::HitLister {
+        super::hits::HitLister {
+            nft: self.config.nft.clone(),
+            table: self.config.table.clone(),
+            timeout: self.config.timeout,
+        }
+    }
+
     /// Version of what is enforced, `None` before the first snapshot.
     pub fn version(&self) -> Option<u64> {
         self.state.as_ref().map(Enforcement::version)
@@ -409,7 +419,7 @@ pub fn unix_ms(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
-fn refused(out: &std::process::Output) -> FirewallError {
+pub(super) fn refused(out: &std::process::Output) -> FirewallError {
     let stderr = String::from_utf8_lossy(&out.stderr);
     // The first lines name the problem; a 100k-element batch can echo a lot.
     let stderr: String = stderr.lines().take(6).collect::<Vec<_>>().join(" | ");
@@ -419,7 +429,7 @@ fn refused(out: &std::process::Output) -> FirewallError {
     }
 }
 
-fn run(
+pub(super) fn run(
     args: &[OsString],
     stdin: Option<&[u8]>,
     timeout: Duration,

@@ -35,12 +35,34 @@
 //! NAT chains see only the first packet of a connection; connections
 //! established before a decision stay where conntrack put them (see
 //! `docs/firewall.md`).
+//!
+//! Every steered connection is also noted, before its DNAT or drop, in a
+//! dynamic set `hits_<action>_<family>` keyed by source, destination,
+//! protocol and port (at most [`HITS_SIZE`] elements, each for
+//! [`HITS_TIMEOUT_SECS`]): the agent reads them to tell the server which
+//! host and service an attacker was aiming at. The note is a rule of its
+//! own, because a full set stops the rule it is in, and that must never be
+//! the rule that steers.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use super::policy::{Action, Cidr, Mode, PortSpec};
 use super::state::{ElementOp, Enforcement, Layout};
+
+/// Most elements in one `hits_*` set; when full, new connections are still
+/// steered, just not reported until elements time out.
+pub const HITS_SIZE: u32 = 65_536;
+
+/// How long a `hits_*` element lives: one report per source, destination
+/// and port per this many seconds.
+pub const HITS_TIMEOUT_SECS: u32 = 60;
+
+/// The name of the set that notes connections steered by `action` for one
+/// address family (`v4` or `v6`).
+pub fn hits_set_name(action: Action, v6: bool) -> String {
+    format!("hits_{}_{}", action.as_str(), if v6 { "v6" } else { "v4" })
+}
 
 /// Longest element timeout rendered (10 years): a decision lasting longer is
 /// enforced for 10 years, which nft and every kernel accept.
@@ -167,6 +189,17 @@ pub fn skeleton(table: &str, layout: &Layout) -> String {
         }
     }
 
+    for action in [Action::Deceive, Action::Reflect, Action::Block] {
+        for fam in [Family::V4, Family::V6] {
+            let ty = fam.addr_type();
+            let _ = write!(
+                o,
+                "\tset {} {{\n\t\ttype {ty} . {ty} . inet_proto . inet_service\n\t\tsize {HITS_SIZE}\n\t\tflags dynamic,timeout\n\t\ttimeout {HITS_TIMEOUT_SECS}s\n\t}}\n",
+                hits_set_name(action, fam == Family::V6),
+            );
+        }
+    }
+
     // Sources to deceive: a set, or in honeypot mode everyone.
     let (deceive4, deceive6) = match layout.mode {
         Mode::Honeypot => ("meta nfproto ipv4 ", "meta nfproto ipv6 "),
@@ -183,6 +216,14 @@ pub fn skeleton(table: &str, layout: &Layout) -> String {
     o.push_str("\t\ttype filter hook prerouting priority mangle; policy accept;\n");
     o.push_str("\t\tct direction reply return\n");
     o.push_str(untouched);
+    // Dropped packets never get a conntrack entry: every retry is `new`,
+    // and `add` keeps the first note without refreshing it.
+    o.push_str(
+        "\t\tmeta l4proto { tcp, udp } ct state new ip saddr @block_v4 add @hits_block_v4 { ip saddr . ip daddr . meta l4proto . th dport }\n",
+    );
+    o.push_str(
+        "\t\tmeta l4proto { tcp, udp } ct state new ip6 saddr @block_v6 add @hits_block_v6 { ip6 saddr . ip6 daddr . meta l4proto . th dport }\n",
+    );
     o.push_str("\t\tip saddr @block_v4 drop\n");
     o.push_str("\t\tip6 saddr @block_v6 drop\n");
     o.push_str("\t\tfib daddr type != local return\n");
@@ -200,8 +241,22 @@ pub fn skeleton(table: &str, layout: &Layout) -> String {
     o.push_str("\t\ttype nat hook prerouting priority dstnat - 10; policy accept;\n");
     o.push_str(untouched);
     o.push_str("\t\tfib daddr type != local return\n");
+    o.push_str(
+        "\t\tmeta l4proto { tcp, udp } ip saddr @reflect_v4 add @hits_reflect_v4 { ip saddr . ip daddr . meta l4proto . th dport }\n",
+    );
+    o.push_str(
+        "\t\tmeta l4proto { tcp, udp } ip6 saddr @reflect_v6 add @hits_reflect_v6 { ip6 saddr . ip6 daddr . meta l4proto . th dport }\n",
+    );
     o.push_str("\t\tmeta l4proto { tcp, udp } ip saddr @reflect_v4 dnat ip to ip saddr\n");
     o.push_str("\t\tmeta l4proto { tcp, udp } ip6 saddr @reflect_v6 dnat ip6 to ip6 saddr\n");
+    let _ = writeln!(
+        o,
+        "\t\t{deceive4}meta l4proto . th dport @honeypot_v4 add @hits_deceive_v4 {{ ip saddr . ip daddr . meta l4proto . th dport }}"
+    );
+    let _ = writeln!(
+        o,
+        "\t\t{deceive6}meta l4proto . th dport @honeypot_v6 add @hits_deceive_v6 {{ ip6 saddr . ip6 daddr . meta l4proto . th dport }}"
+    );
     let _ = writeln!(
         o,
         "\t\t{deceive4}dnat ip to meta l4proto . th dport map @honeypot_v4"
@@ -467,6 +522,8 @@ mod tests {
             [
                 "meta nfproto ipv4 meta l4proto . th dport @no_honeypot_v4 drop",
                 "meta nfproto ipv6 meta l4proto . th dport @no_honeypot_v6 drop",
+                "meta nfproto ipv4 meta l4proto . th dport @honeypot_v4 add @hits_deceive_v4 { ip saddr . ip daddr . meta l4proto . th dport }",
+                "meta nfproto ipv6 meta l4proto . th dport @honeypot_v6 add @hits_deceive_v6 { ip6 saddr . ip6 daddr . meta l4proto . th dport }",
                 "meta nfproto ipv4 dnat ip to meta l4proto . th dport map @honeypot_v4",
                 "meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @honeypot_v6",
             ]

@@ -183,7 +183,7 @@ async fn report_steering(
 }
 
 /// The well-known service on a port, for the server's view of redirects.
-fn service_name(port: u16) -> String {
+pub fn service_name(port: u16) -> String {
     match port {
         21 => "ftp",
         22 => "ssh",

@@ -181,12 +181,14 @@ pub async fn run<E: Enforcer>(
         k = ensure_key(&cfg) => k?,
     };
     let mut version: Option<i64> = None;
+    let mut settings_id: Option<String> = None;
     let mut backoff = Duration::from_millis(250);
     let mut failing = false;
     loop {
         let body = serde_json::to_vec(&PolicyRequest {
             since: version,
             wait_secs: if version.is_some() { cfg.wait_secs } else { 0 },
+            settings_id: settings_id.clone(),
         })
         .unwrap_or_default();
         let agent_header = [(HEADER_AGENT, cfg.agent_id.as_str())];
@@ -207,9 +209,11 @@ pub async fn run<E: Enforcer>(
                 Ok(PolicyReply::Snapshot(p)) => enforcer.apply_snapshot(&p).map(|()| {
                     tracing::info!(
                         version = p.version,
+                        mode = ?p.settings.mode,
                         decisions = p.decisions.len(),
                         "policy snapshot applied"
                     );
+                    settings_id.clone_from(&p.settings_id);
                     Some(p.version)
                 }),
                 Ok(PolicyReply::Delta(d)) if d.new.is_empty() && d.deleted.is_empty() => {

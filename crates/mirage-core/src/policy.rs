@@ -112,6 +112,20 @@ pub struct Policy {
     pub settings: AgentSettings,
     /// Decisions in force.
     pub decisions: Vec<PolicyDecision>,
+    /// Identifies these settings ([`settings_id`]); the agent sends it back
+    /// in every request, and the server answers with a new snapshot when
+    /// the settings it holds for the agent differ (an operator changed
+    /// them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings_id: Option<String>,
+}
+
+/// A short digest of `settings` (16 hex digits of the SHA-256 of their
+/// JSON): equal settings, equal id.
+pub fn settings_id(settings: &AgentSettings) -> String {
+    use sha2::{Digest, Sha256};
+    let json = serde_json::to_vec(settings).unwrap_or_default();
+    crate::event::hex(&Sha256::digest(&json)[..8])
 }
 
 /// The net change between two versions.
@@ -136,7 +150,7 @@ pub enum PolicyReply {
 }
 
 /// The body of a policy request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyRequest {
     /// The last version the agent applied; absent (or null) asks for a
     /// snapshot. Version 0 is a real version: no change made yet.
@@ -146,6 +160,10 @@ pub struct PolicyRequest {
     /// (long poll); capped by the server. 0 answers at once.
     #[serde(default)]
     pub wait_secs: u64,
+    /// The `settings_id` of the last snapshot applied; when the server's
+    /// copy of the settings differs, it answers with a snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings_id: Option<String>,
 }
 
 /// The body of an enrollment request.
@@ -207,12 +225,23 @@ mod tests {
                 decision: "deceive".into(),
                 expires_unix: 1_795_000_000,
             }],
+            settings_id: Some("0011223344556677".into()),
         });
         let text = serde_json::to_string(&snap).unwrap();
         assert_eq!(
             text,
-            r#"{"type":"snapshot","version":42,"mode":"deception","whitelist":{"sources":["10.0.0.0/8"],"ports":[{"proto":"tcp","port":2200}]},"services":[{"proto":"tcp","port":22,"service":"ssh","honeypot":"10.98.0.2:2222"}],"decisions":[{"ip":"203.0.113.7","decision":"deceive","expires_unix":1795000000}]}"#
+            r#"{"type":"snapshot","version":42,"mode":"deception","whitelist":{"sources":["10.0.0.0/8"],"ports":[{"proto":"tcp","port":2200}]},"services":[{"proto":"tcp","port":22,"service":"ssh","honeypot":"10.98.0.2:2222"}],"decisions":[{"ip":"203.0.113.7","decision":"deceive","expires_unix":1795000000}],"settings_id":"0011223344556677"}"#
         );
         assert_eq!(serde_json::from_str::<PolicyReply>(&text).unwrap(), snap);
+    }
+
+    #[test]
+    fn settings_ids_follow_the_settings() {
+        let mut s = AgentSettings::default();
+        let a = settings_id(&s);
+        assert_eq!(a.len(), 16);
+        assert_eq!(a, settings_id(&s.clone()));
+        s.mode = Mode::Firewall;
+        assert_ne!(a, settings_id(&s));
     }
 }

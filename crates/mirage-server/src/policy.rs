@@ -33,7 +33,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use mirage_core::policy::{
     AgentSettings, DeletedDecision, ENROLL_PATH, EnrollReply, EnrollRequest, HEADER_AGENT,
-    POLICY_PATH, Policy, PolicyDecision, PolicyDelta, PolicyReply, PolicyRequest,
+    POLICY_PATH, Policy, PolicyDecision, PolicyDelta, PolicyReply, PolicyRequest, settings_id,
 };
 use mirage_core::request_auth::{
     HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, SignedRequest, Verifier,
@@ -48,6 +48,8 @@ use tokio_util::sync::CancellationToken;
 const PAGE: u32 = 10_000;
 /// Largest request body.
 const MAX_BODY: usize = 64 * 1024;
+/// How often a held request looks for edited agent settings.
+const SETTINGS_RECHECK: Duration = Duration::from_secs(1);
 
 /// Shared state of the API.
 pub struct PolicyApi {
@@ -262,7 +264,13 @@ async fn policy(
     };
     let settings: AgentSettings = serde_json::from_str(&agent.settings_json).unwrap_or_default();
     let wait = Duration::from_secs(req.wait_secs).min(api.max_wait);
-    match answer(&api, &settings, req.since, wait).await {
+    // The agent holds other settings than ours (changed by an operator
+    // while it was away): it needs a snapshot.
+    let since = match &req.settings_id {
+        Some(id) if *id != settings_id(&settings) => None,
+        _ => req.since,
+    };
+    match answer(&api, &agent_id, &settings, since, wait).await {
         Ok(reply) => json_reply(StatusCode::OK, reply),
         Err(e) => internal(e),
     }
@@ -272,6 +280,7 @@ async fn policy(
 /// `wait` without a change) an empty delta at the same version.
 pub async fn answer(
     api: &PolicyApi,
+    agent_id: &str,
     settings: &AgentSettings,
     since: Option<i64>,
     wait: Duration,
@@ -281,6 +290,12 @@ pub async fn answer(
     };
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = api.changes.clone();
+    let held = settings_id(settings);
+    // Settings are edited by another process (`mirage server agents set`)
+    // that cannot wake this request: look at them once a second.
+    let mut recheck = tokio::time::interval(SETTINGS_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    recheck.tick().await;
     loop {
         let latest = *changes.borrow_and_update();
         let first = api.store.first_change_seq().await?;
@@ -309,6 +324,15 @@ pub async fn answer(
                 if r.is_err() {
                     // The server is stopping.
                     break;
+                }
+            }
+            _ = recheck.tick() => {
+                if let Some(now) = api.store.agent_key(agent_id).await? {
+                    let current: AgentSettings =
+                        serde_json::from_str(&now.settings_json).unwrap_or_default();
+                    if settings_id(&current) != held {
+                        return snapshot(api.store.as_ref(), &current).await;
+                    }
                 }
             }
             _ = tokio::time::sleep_until(deadline) => break,
@@ -346,6 +370,7 @@ pub async fn snapshot(
         version,
         settings: settings.clone(),
         decisions,
+        settings_id: Some(settings_id(settings)),
     }))
 }
 

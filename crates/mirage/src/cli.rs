@@ -91,14 +91,50 @@ pub enum ServerCommand {
     },
     /// Show stored events, newest first.
     Events(EventsArgs),
-    /// Show agents and their last heartbeat.
-    Agents(StoreArgs),
+    /// Show agents and their last heartbeat; `agents set` changes an
+    /// enrolled agent's mode, redirects or whitelist.
+    #[command(args_conflicts_with_subcommands = true)]
+    Agents {
+        #[command(subcommand)]
+        op: Option<AgentsOp>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Show alerts, newest first.
     Alerts(StoreArgs),
     /// Make one-time enrollment tokens for agents.
     Tokens {
         #[command(subcommand)]
         op: TokensOp,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentsOp {
+    /// Change an enrolled agent's settings; it applies them within about a
+    /// second (a new snapshot), or at its next contact. Unnamed settings
+    /// stay as they are.
+    Set {
+        /// The agent's id (`mirage server agents`).
+        agent_id: String,
+        /// New mode.
+        #[arg(long, value_parser = ["honeypot", "deception", "reflect", "firewall"])]
+        mode: Option<String>,
+        /// Replace the redirects with these (`PORT=HOST:PORT`, TCP).
+        /// Repeatable.
+        #[arg(long, value_name = "PORT=HOST:PORT")]
+        redirect: Vec<String>,
+        /// Remove every redirect (before adding --redirect ones).
+        #[arg(long)]
+        clear_redirects: bool,
+        /// Replace the whitelisted sources with these CIDRs. Repeatable.
+        #[arg(long, value_name = "CIDR")]
+        whitelist: Vec<String>,
+        /// Remove every whitelisted source (before adding --whitelist ones).
+        #[arg(long)]
+        clear_whitelist: bool,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 

@@ -11,11 +11,12 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use mirage_config::ServerConfig;
+use mirage_core::policy::{AgentSettings, ServiceMap};
 use mirage_store::{DecisionRow, EventQuery, SqliteStore, Store};
 
 use crate::EXIT_USAGE;
 use crate::cli::{
-    DecisionsOp, EventsArgs, OutputFormat, ServerArgs, ServerCommand, StoreArgs, TokensOp,
+    AgentsOp, DecisionsOp, EventsArgs, OutputFormat, ServerArgs, ServerCommand, StoreArgs, TokensOp,
 };
 
 pub fn run(args: ServerArgs) -> ExitCode {
@@ -120,7 +121,29 @@ async fn operate(cmd: ServerCommand) -> ExitCode {
     let result = match cmd {
         ServerCommand::Decisions { op } => decisions(op).await,
         ServerCommand::Events(args) => events(args).await,
-        ServerCommand::Agents(args) => agents(args).await,
+        ServerCommand::Agents { op: None, store } => agents(store).await,
+        ServerCommand::Agents {
+            op:
+                Some(AgentsOp::Set {
+                    agent_id,
+                    mode,
+                    redirect,
+                    clear_redirects,
+                    whitelist,
+                    clear_whitelist,
+                    store,
+                }),
+            ..
+        } => {
+            let change = SettingsChange {
+                mode,
+                redirect,
+                clear_redirects,
+                whitelist,
+                clear_whitelist,
+            };
+            set_agent(&agent_id, change, store).await
+        }
         ServerCommand::Alerts(args) => alerts(args).await,
         ServerCommand::Tokens { op } => tokens(op).await,
     };
@@ -367,6 +390,82 @@ async fn agents(args: StoreArgs) -> Result<ExitCode, ExitCode> {
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `mirage server agents set` changes.
+struct SettingsChange {
+    mode: Option<String>,
+    redirect: Vec<String>,
+    clear_redirects: bool,
+    whitelist: Vec<String>,
+    clear_whitelist: bool,
+}
+
+impl SettingsChange {
+    /// Apply to `s`; every value is checked the way the agent will read it,
+    /// so an agent is never sent settings it cannot enforce.
+    fn apply(self, s: &mut AgentSettings) -> Result<(), String> {
+        if let Some(m) = self.mode {
+            s.mode = serde_json::from_value(serde_json::Value::String(m.clone()))
+                .map_err(|_| format!("--mode {m}: unknown mode"))?;
+        }
+        if self.clear_redirects || !self.redirect.is_empty() {
+            s.services.clear();
+        }
+        for r in &self.redirect {
+            let (port, target) = r
+                .split_once('=')
+                .ok_or_else(|| format!("--redirect '{r}': not PORT=HOST:PORT"))?;
+            let port: u16 = port
+                .trim()
+                .parse()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("--redirect '{r}': bad port"))?;
+            let honeypot: std::net::SocketAddr = target
+                .trim()
+                .parse()
+                .map_err(|_| format!("--redirect '{r}': the honeypot must be IP:PORT"))?;
+            s.services.push(ServiceMap {
+                proto: "tcp".into(),
+                port,
+                service: mirage_agent::enforcement::service_name(port),
+                honeypot: honeypot.to_string(),
+            });
+        }
+        if self.clear_whitelist || !self.whitelist.is_empty() {
+            s.whitelist.sources.clear();
+        }
+        for w in &self.whitelist {
+            let cidr: mirage_agent::firewall::Cidr =
+                w.parse().map_err(|e| format!("--whitelist '{w}': {e}"))?;
+            s.whitelist.sources.push(cidr.to_string());
+        }
+        Ok(())
+    }
+}
+
+async fn set_agent(
+    agent_id: &str,
+    change: SettingsChange,
+    args: StoreArgs,
+) -> Result<ExitCode, ExitCode> {
+    let s = open_store(&args).await?;
+    let Some(row) = s.agent_key(agent_id).await.map_err(failed)? else {
+        eprintln!("mirage: no enrolled agent '{}'", agent_id.escape_debug());
+        return Err(ExitCode::from(EXIT_USAGE));
+    };
+    let mut settings: AgentSettings = serde_json::from_str(&row.settings_json).unwrap_or_default();
+    if let Err(e) = change.apply(&mut settings) {
+        eprintln!("mirage: {e}");
+        return Err(ExitCode::from(EXIT_USAGE));
+    }
+    let json = serde_json::to_string(&settings).map_err(failed)?;
+    s.set_agent_settings(agent_id, &json)
+        .await
+        .map_err(failed)?;
+    print_json(&serde_json::to_value(&settings).unwrap_or_default());
     Ok(ExitCode::SUCCESS)
 }
 

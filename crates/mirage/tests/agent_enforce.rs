@@ -303,3 +303,138 @@ fn decisions_reach_the_agents_nftables_and_leave_with_it() {
     assert!(status.success(), "{}", agent_log());
     assert!(nft_table(&ns).is_none(), "table left behind");
 }
+
+/// The elements of one set of the agent's table (`nft list set`).
+fn nft_set(ns: &Ns, set: &str) -> String {
+    ns.cmd("nft")
+        .args(["list", "set", "inet", "mirage", set])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// The agent's IPv4 service map (`nft list map`).
+fn nft_map(ns: &Ns) -> String {
+    ns.cmd("nft")
+        .args(["list", "map", "inet", "mirage", "honeypot_v4"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// `mirage server agents set`: an operator changes a running agent's mode
+/// and redirects on the server, and the agent's table follows within
+/// seconds, without re-enrolling; a bad value is refused with exit 2 and
+/// nothing changes.
+#[test]
+fn an_operator_changes_an_agents_settings_on_the_server() {
+    mirage_testkit::require_tool("nft");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("data");
+    std::fs::write(d.join("sshd.log"), "").unwrap();
+    let ns = Ns::named("meset");
+    let _server = start_server(&ns, d);
+    let token = mirage(&["server", "tokens", "create"], &data)
+        .trim()
+        .to_owned();
+    let _agent = start_agent(&ns, d, Some(&token));
+    let agent_log = || std::fs::read_to_string(d.join("agent.log")).unwrap_or_default();
+    wait("the agent's table", Duration::from_secs(20), || {
+        nft_table(&ns).is_some()
+    });
+    let agent_id = std::fs::read_to_string(d.join("agent-state/agent-id"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    mirage(
+        &[
+            "server",
+            "decisions",
+            "add",
+            "203.0.113.60",
+            "--type",
+            "deceive",
+        ],
+        &data,
+    );
+    // Deception mode: a deceive decision lands in the deceive set.
+    wait("203.0.113.60 deceived", Duration::from_secs(10), || {
+        nft_set(&ns, "deceive_v4").contains("203.0.113.60")
+    });
+    assert!(nft_map(&ns).contains("tcp . 22 : 10.98.0.2 . 2222"));
+
+    // Firewall mode: the same decision now drops.
+    let start = Instant::now();
+    let out = mirage(
+        &["server", "agents", "set", &agent_id, "--mode", "firewall"],
+        &data,
+    );
+    assert!(out.contains("\"mode\": \"firewall\""), "{out}");
+    let took = wait("203.0.113.60 blocked", Duration::from_secs(10), || {
+        nft_set(&ns, "block_v4").contains("203.0.113.60")
+    });
+    eprintln!("settings changed on the server -> agent table rebuilt: {took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}\n{}", agent_log());
+    assert!(!nft_set(&ns, "deceive_v4").contains("203.0.113.60"));
+    let _ = start;
+
+    // Back to deception, with Redis redirected instead of SSH.
+    mirage(
+        &[
+            "server",
+            "agents",
+            "set",
+            &agent_id,
+            "--mode",
+            "deception",
+            "--redirect",
+            "6379=10.98.0.3:6379",
+        ],
+        &data,
+    );
+    wait("the new service map", Duration::from_secs(10), || {
+        let map = nft_map(&ns);
+        map.contains("tcp . 6379 : 10.98.0.3 . 6379") && !map.contains("tcp . 22 ")
+    });
+    assert!(nft_set(&ns, "deceive_v4").contains("203.0.113.60"));
+
+    // Refused: a bad CIDR, an unknown agent. Exit 2, nothing stored.
+    for (args, needle) in [
+        (
+            vec![
+                "server",
+                "agents",
+                "set",
+                &agent_id,
+                "--whitelist",
+                "10.0.0.0/33",
+            ],
+            "--whitelist '10.0.0.0/33'",
+        ),
+        (
+            vec![
+                "server",
+                "agents",
+                "set",
+                "no-such-agent",
+                "--mode",
+                "reflect",
+            ],
+            "no enrolled agent",
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .args(&args)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(nft_set(&ns, "deceive_v4").contains("203.0.113.60"));
+}

@@ -198,7 +198,12 @@ impl Emulator for FtpEmulator {
             let line = match line {
                 FrameOwned::Line(l) => l,
                 FrameOwned::TooLong(head) => {
-                    ftp.reply(500, server.flavor.unknown("")).await?;
+                    // Answered like any line that is not a command.
+                    if ftp.login.is_some() {
+                        ftp.reply(500, server.flavor.unknown("")).await?;
+                    } else {
+                        ftp.reply(530, server.flavor.need_login()).await?;
+                    }
                     ftp.session
                         .emit(EventKind::ProtocolError {
                             error: format!("command line longer than {} bytes", proto::MAX_LINE),

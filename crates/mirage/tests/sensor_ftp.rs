@@ -480,6 +480,12 @@ fn ftps_auth_tls_with_curl_and_lftp() {
         .filter(|e| e["raw"] == "PROT P")
         .count();
     assert!(prots >= 3, "PROT P {prots} times");
+    // AUTH is one command event per upgrade, recorded before the handshake.
+    let auths = of_kind(&events, "command")
+        .into_iter()
+        .filter(|e| e["command"] == "auth")
+        .count();
+    assert_eq!(auths, tls_logins.len());
     // The kept certificate is reused, not replaced, on the next start.
     mirage_net::tls::self_signed_server_config(&s.event_dir().join("tls"), "ftp", "ftp01").unwrap();
     assert_eq!(std::fs::read(&cert).unwrap(), first);

@@ -309,6 +309,10 @@ impl<'s> Ftp<'s> {
         } else {
             self.pre_login(&verb, &arg).await?
         };
+        if verb == "AUTH" && self.last_code == 234 {
+            // Recorded before the handshake, which may end the session.
+            return Ok(next);
+        }
         let args = if arg.is_empty() { vec![] } else { vec![arg] };
         self.session
             .emit(command_event(
@@ -1027,14 +1031,14 @@ impl<'s> Ftp<'s> {
 
     async fn retr(&mut self, arg: &[u8]) -> Result<(), SessionEnd> {
         let offset = std::mem::take(&mut self.rest);
-        let found = self.file_at(arg).and_then(|(p, n)| match &n.kind {
+        let found = self.file_at(arg).and_then(|(_, n)| match &n.kind {
             Kind::File {
                 size,
                 data: Some(d),
-            } => Some((p, *size, d.clone())),
+            } => Some((*size, d.clone())),
             _ => None,
         });
-        let Some((path, size, data)) = found else {
+        let Some((size, data)) = found else {
             self.reply(550, "Failed to open file.").await?;
             return Ok(());
         };
@@ -1048,7 +1052,6 @@ impl<'s> Ftp<'s> {
             if self.binary { "BINARY" } else { "ASCII" },
             String::from_utf8_lossy(arg)
         );
-        let _ = path;
         let Some(conn) = self.open_data(&mark).await? else {
             return Ok(());
         };

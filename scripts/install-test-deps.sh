@@ -17,11 +17,13 @@ APT_PACKAGES=(
   rsyslog                    # a real syslog producer forwarding to mirage server
   bsdutils                   # util-linux logger (RFC 3164/5424, TCP/UDP, octet counting)
   openssh-server sshpass     # a real sshd receiving failed logins, for detection tests
-  hydra                      # brute-force client against real sshd and honeypots (ssh, mysql)
+  hydra                      # brute-force client against real sshd and honeypots (ssh, mysql, ftp)
   openssh-client             # ssh and ssh-keygen, for the agent's real-sshd log test
   systemd                    # journalctl, which the agent's journald source runs
   systemd-journal-remote     # writes journal files for the journald source tests (no journald here)
   nftables conntrack socat   # the agent's firewall tests: nft, conntrack -D, clients and listeners in namespaces
+  lftp                       # FTP client (plain and AUTH TLS) against the FTP honeypot
+  curl                       # curl ftp:// (list, download, -T upload, --ssl-reqd) against the FTP honeypot
 )
 
 missing=()

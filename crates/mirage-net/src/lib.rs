@@ -3,7 +3,8 @@
 //! Emulators implement [`Emulator`] and see a [`Session`]: an accepted
 //! connection with its addresses, byte counters, timeouts and an event
 //! emitter. Everything that is the same for every honeypot lives here:
-//! binding (IPv4 and IPv6), global and per-source connection caps, handshake
+//! binding (IPv4 and IPv6), TLS upgrades and self-signed certificates
+//! ([`tls`]), global and per-source connection caps, handshake
 //! and idle timeouts, a per-session byte budget, graceful shutdown and the
 //! `session.connect` / `session.close` events. This is the only crate that
 //! may use `unsafe` (socket options the std API lacks, in later issues).
@@ -14,6 +15,7 @@ pub mod limits;
 pub mod rlimit;
 pub mod session;
 pub mod signed_post;
+pub mod tls;
 
 pub use emit::{EventRx, EventTx, event_channel};
 pub use harness::{BoundListener, Harness, bind_listener};

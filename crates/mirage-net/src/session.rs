@@ -12,8 +12,9 @@ use std::time::Instant;
 use bytes::{BufMut, BytesMut};
 use chrono::Utc;
 use mirage_core::{Event, EventKind, SCHEMA_VERSION, Transport};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -80,9 +81,17 @@ impl SessionEnd {
 /// Largest single read; bigger inputs arrive over several reads.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// The connection, in clear or after a TLS upgrade.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only while an upgrade is in progress (or after it failed).
+    Gone,
+}
+
 /// An accepted connection with its context.
 pub struct Session {
-    stream: TcpStream,
+    stream: Stream,
     id: Uuid,
     service: Arc<str>,
     sensor: Arc<str>,
@@ -113,7 +122,7 @@ impl Session {
     ) -> Self {
         let deadline = limits.max_session.map(|d| tokio::time::Instant::now() + d);
         Session {
-            stream,
+            stream: Stream::Plain(stream),
             id: mirage_core::new_id(),
             service,
             sensor,
@@ -182,13 +191,41 @@ impl Session {
             (None, Some(b)) => (Some(b), SessionEnd::MaxDuration),
             (None, None) => (None, on_timeout),
         };
+        let want = (READ_CHUNK as u64).min(remaining) as usize;
+        let stream = match &mut self.stream {
+            Stream::Plain(s) => s,
+            Stream::Tls(tls) => {
+                let read = async {
+                    let mut limited = (&mut *buf).limit(want);
+                    tls.read_buf(&mut limited).await
+                };
+                let timed = async {
+                    match deadline {
+                        Some(d) => tokio::time::timeout_at(d, read).await.ok(),
+                        None => Some(read.await),
+                    }
+                };
+                let r = tokio::select! {
+                    r = timed => r,
+                    _ = self.shutdown.cancelled() => return Err(SessionEnd::Shutdown),
+                };
+                return match r {
+                    None => Err(end),
+                    Some(Ok(0)) => Err(SessionEnd::ClientClosed),
+                    Some(Ok(n)) => {
+                        self.bytes_in += n as u64;
+                        Ok(n)
+                    }
+                    Some(Err(e)) => Err(SessionEnd::from_io(e)),
+                };
+            }
+            Stream::Gone => return Err(SessionEnd::ClientClosed),
+        };
         loop {
             let ready = async {
                 match deadline {
-                    Some(d) => tokio::time::timeout_at(d, self.stream.readable())
-                        .await
-                        .ok(),
-                    None => Some(self.stream.readable().await),
+                    Some(d) => tokio::time::timeout_at(d, stream.readable()).await.ok(),
+                    None => Some(stream.readable().await),
                 }
             };
             let ready = tokio::select! {
@@ -200,10 +237,9 @@ impl Session {
                 Some(Err(e)) => return Err(SessionEnd::from_io(e)),
                 Some(Ok(())) => {}
             }
-            let want = (READ_CHUNK as u64).min(remaining) as usize;
             buf.reserve(want);
             let mut limited = (&mut *buf).limit(want);
-            match self.stream.try_read_buf(&mut limited) {
+            match stream.try_read_buf(&mut limited) {
                 Ok(0) => return Err(SessionEnd::ClientClosed),
                 Ok(n) => {
                     self.bytes_in += n as u64;
@@ -215,9 +251,55 @@ impl Session {
         }
     }
 
+    /// Switch the connection to TLS as its server (after a STARTTLS-style
+    /// command was answered). Bytes already read past the command must be
+    /// none: a client that pipelined data after the command broke the
+    /// protocol, and the caller should refuse before calling this. On
+    /// failure the session is unusable and the caller should end it.
+    pub async fn start_tls(
+        &mut self,
+        acceptor: &tokio_rustls::TlsAcceptor,
+    ) -> Result<(), SessionEnd> {
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Gone) else {
+            return Err(SessionEnd::ProtocolError);
+        };
+        let wait = self
+            .limits
+            .handshake_timeout
+            .unwrap_or(std::time::Duration::from_secs(60));
+        let accept = tokio::time::timeout(wait, acceptor.accept(tcp));
+        let done = tokio::select! {
+            r = accept => r,
+            _ = self.shutdown.cancelled() => return Err(SessionEnd::Shutdown),
+        };
+        match done {
+            Ok(Ok(tls)) => {
+                self.stream = Stream::Tls(Box::new(tls));
+                Ok(())
+            }
+            Ok(Err(e)) => Err(SessionEnd::Io(e)),
+            Err(_) => Err(SessionEnd::HandshakeTimeout),
+        }
+    }
+
+    /// True once [`Session::start_tls`] succeeded.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
+    }
+
     /// Write all of `data` to the client within the write timeout.
     pub async fn write_all(&mut self, data: &[u8]) -> Result<(), SessionEnd> {
-        match tokio::time::timeout(self.limits.write_timeout, self.stream.write_all(data)).await {
+        let write = async {
+            match &mut self.stream {
+                Stream::Plain(s) => s.write_all(data).await,
+                Stream::Tls(s) => {
+                    s.write_all(data).await?;
+                    s.flush().await
+                }
+                Stream::Gone => Err(std::io::ErrorKind::NotConnected.into()),
+            }
+        };
+        match tokio::time::timeout(self.limits.write_timeout, write).await {
             Ok(Ok(())) => {
                 self.bytes_out += data.len() as u64;
                 Ok(())
@@ -257,11 +339,14 @@ impl Session {
 
     /// Close the write side politely (FIN), ignoring errors.
     pub(crate) async fn close(&mut self) {
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_millis(500),
-            self.stream.shutdown(),
-        )
-        .await;
+        let shut = async {
+            match &mut self.stream {
+                Stream::Plain(s) => s.shutdown().await,
+                Stream::Tls(s) => s.shutdown().await,
+                Stream::Gone => Ok(()),
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(500), shut).await;
     }
 }
 

@@ -149,6 +149,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningSensor> {
             fallback: m.fallback_listen.clone(),
         });
     }
+    if config.services.ftp.enabled {
+        let f = &config.services.ftp;
+        let emu =
+            crate::ftp::FtpEmulator::new(f.clone(), quarantine.clone(), &config.sensor.log_dir)
+                .context("cannot set up the FTP honeypot")?;
+        plan.push(ServicePlan {
+            emulator: Arc::new(emu),
+            listen: f.listen.clone(),
+            fallback: f.fallback_listen.clone(),
+        });
+    }
     if plan.is_empty() {
         bail!("no service is enabled");
     }

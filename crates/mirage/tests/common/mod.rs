@@ -53,16 +53,30 @@ impl Sensor {
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap();
-            mirage_testkit::wait_for_port(addr, Duration::from_secs(10));
-            // A failed bind ends the sensor within milliseconds of start.
-            std::thread::sleep(Duration::from_millis(100));
-            if child.try_wait().unwrap().is_none() {
-                return Sensor {
-                    child: Some(child),
-                    addr,
-                    dir,
-                };
+            // Wait until the port is ours: another test's sensor may answer
+            // on it while ours is still starting, and ours then fails to
+            // bind and exits.
+            let start = Instant::now();
+            let owner = format!("pid={},", child.id());
+            while start.elapsed() < Duration::from_secs(10) {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                let ss = Command::new("ss")
+                    .args(["-Hltnp", &format!("sport = :{port}")])
+                    .output()
+                    .unwrap();
+                if String::from_utf8_lossy(&ss.stdout).contains(&owner) {
+                    return Sensor {
+                        child: Some(child),
+                        addr,
+                        dir,
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
+            let _ = child.kill();
+            let _ = child.wait();
         }
         panic!("the sensor could not bind a free port in 5 tries");
     }

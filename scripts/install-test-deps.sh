@@ -22,6 +22,7 @@ APT_PACKAGES=(
   systemd                    # journalctl, which the agent's journald source runs
   systemd-journal-remote     # writes journal files for the journald source tests (no journald here)
   nftables conntrack socat   # the agent's firewall tests: nft, conntrack -D, clients and listeners in namespaces
+  rsync                      # the real rsync client (and daemon, for side-by-side output) against the rsync honeypot
 )
 
 missing=()

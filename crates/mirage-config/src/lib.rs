@@ -14,6 +14,7 @@ mod error;
 mod limits;
 mod mysql;
 mod redis;
+mod rsync;
 mod sensor;
 pub mod server;
 
@@ -26,6 +27,9 @@ pub use error::ConfigError;
 pub use limits::LimitsConfig;
 pub use mysql::{MYSQL_AUTH_PLUGINS, MysqlConfig, MysqlCredential};
 pub use redis::{KeyspaceMode, RedisConfig};
+pub use rsync::{
+    RSYNC_AUTH_DIGESTS, RSYNC_MAX_FILE_SIZE, RsyncConfig, RsyncCredential, RsyncFile, RsyncModule,
+};
 pub use sensor::{QuarantineConfig, SensorConfig, ShipConfig};
 pub use server::{SERVER_EXAMPLE_TOML, ServerConfig};
 
@@ -33,7 +37,7 @@ pub use server::{SERVER_EXAMPLE_TOML, ServerConfig};
 pub const EXAMPLE_TOML: &str = include_str!("example.toml");
 
 /// Service names `--service NAME=ADDR` accepts, in the order they start.
-pub const SERVICE_NAMES: &[&str] = &["redis", "mysql"];
+pub const SERVICE_NAMES: &[&str] = &["redis", "mysql", "rsync"];
 
 /// Deserialize TOML `text` into any config type with the one-line error
 /// style (`origin:line:col: key 'a.b': problem`). The agent's and the
@@ -78,6 +82,8 @@ pub struct Services {
     pub redis: RedisConfig,
     /// MySQL honeypot.
     pub mysql: MysqlConfig,
+    /// rsync daemon honeypot.
+    pub rsync: RsyncConfig,
 }
 
 impl Config {
@@ -121,6 +127,10 @@ impl Config {
             .mysql
             .validate()
             .map_err(|(k, m)| (format!("services.mysql.{k}"), m))?;
+        self.services
+            .rsync
+            .validate()
+            .map_err(|(k, m)| (format!("services.rsync.{k}"), m))?;
         Ok(())
     }
 
@@ -153,6 +163,10 @@ impl Config {
         self.services.mysql.enabled = !addrs.is_empty();
         self.services.mysql.listen = addrs;
         self.services.mysql.fallback_listen = Vec::new();
+        let addrs = pick("rsync");
+        self.services.rsync.enabled = !addrs.is_empty();
+        self.services.rsync.listen = addrs;
+        self.services.rsync.fallback_listen = Vec::new();
         Ok(())
     }
 }

@@ -7,4 +7,5 @@
 #![forbid(unsafe_code)]
 pub mod mysql;
 pub mod resp;
+pub mod rsync;
 pub mod syslog;

@@ -9,6 +9,7 @@
 pub mod mysql;
 pub mod quarantine;
 pub mod redis;
+pub mod rsync;
 pub mod runner;
 pub mod sinks;
 

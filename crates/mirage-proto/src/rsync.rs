@@ -809,12 +809,13 @@ impl FlistEncoder {
     ) {
         let o = self.opts;
         let mut x = 0u32;
+        // As rsync: a directory sent without content is never a top dir
+        // (that pair means an implied directory, which listings hide).
         if e.is_dir() {
-            if top_dir {
-                x |= xmit::TOP_DIR;
-            }
             if no_content {
                 x |= xmit::NO_CONTENT_DIR;
+            } else if top_dir {
+                x |= xmit::TOP_DIR;
             }
         }
         if e.mode == self.mode && !self.first {

@@ -162,6 +162,8 @@ pub fn read_events_allowing(dir: &Path, torn: usize) -> Vec<Value> {
         .map(|d| {
             d.flatten()
                 .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                // Not the quarantine directory beside the day files.
+                .filter(|e| e.path().is_file())
                 .map(|e| e.path())
                 .collect()
         })

@@ -248,6 +248,22 @@ fn downloads_of_virtual_files() {
         std::fs::metadata(dl.path().join("big.bin")).unwrap().len(),
         3000
     );
+    // Protocol 30 (rsync 3.0.x) lists and downloads the same.
+    let p31 = rsync(&["-r", &url(s.addr, "backup/")]);
+    let p30 = rsync(&["--protocol=30", "-r", &url(s.addr, "backup/")]);
+    assert_eq!(p30, p31);
+    let dl30 = tempfile::tempdir().unwrap();
+    let (code, _, err) = rsync(&[
+        "--protocol=30",
+        "-a",
+        &url(s.addr, "backup/a.txt"),
+        dl30.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read(dl30.path().join("a.txt")).unwrap(),
+        b"hello\n"
+    );
     let mut s = s;
     s.stop();
     let events = read_events(&s.event_dir());
@@ -258,7 +274,12 @@ fn downloads_of_virtual_files() {
         .collect();
     assert_eq!(
         downloads,
-        ["backup/a.txt", "backup/big.bin", "backup/sub/s.txt"]
+        [
+            "backup/a.txt",
+            "backup/big.bin",
+            "backup/sub/s.txt",
+            "backup/a.txt"
+        ]
     );
 }
 
@@ -389,6 +410,10 @@ fn uploads_land_in_the_quarantine() {
         &url(s.addr, "www/root/.ssh/authorized_keys"),
     ]);
     assert_eq!(code, 0, "{err}");
+    // Protocol 30.
+    std::fs::write(src.path().join("p30.txt"), b"protocol thirty\n").unwrap();
+    let (code, _, err) = rsync(&["--protocol=30", &p("p30.txt"), &url(s.addr, "www/")]);
+    assert_eq!(code, 0, "{err}");
     let (code, _, err) = rsync(&[&p("shell.php"), &url(s.addr, "backup/")]);
     assert_ne!(code, 0);
     assert!(err.contains("ERROR: module is read only"), "{err}");
@@ -398,8 +423,12 @@ fn uploads_land_in_the_quarantine() {
     let q = s.event_dir().join("quarantine");
     let events = read_events(&s.event_dir());
     let payloads = of_kind(&events, "payload");
-    assert_eq!(payloads.len(), 3, "{payloads:#?}");
-    for data in [&big[..], b"<?php system($_GET['c']); ?>\n"] {
+    assert_eq!(payloads.len(), 4, "{payloads:#?}");
+    for data in [
+        &big[..],
+        b"<?php system($_GET['c']); ?>\n",
+        b"protocol thirty\n",
+    ] {
         let sha = sha256_hex(data);
         assert_eq!(std::fs::read(q.join(&sha)).unwrap(), data);
         let p = payloads

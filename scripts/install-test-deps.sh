@@ -24,6 +24,7 @@ APT_PACKAGES=(
   nftables conntrack socat   # the agent's firewall tests: nft, conntrack -D, clients and listeners in namespaces
   lftp                       # FTP client (plain and AUTH TLS) against the FTP honeypot
   curl                       # curl ftp:// (list, download, -T upload, --ssl-reqd) against the FTP honeypot
+  rsync                      # the real rsync client (and daemon, for side-by-side output) against the rsync honeypot
 )
 
 missing=()

@@ -15,6 +15,7 @@ mod ftp;
 mod limits;
 mod mysql;
 mod redis;
+mod rsync;
 mod sensor;
 pub mod server;
 
@@ -28,6 +29,9 @@ pub use ftp::{FTP_FLAVORS, FtpConfig, FtpCredential, FtpFile};
 pub use limits::LimitsConfig;
 pub use mysql::{MYSQL_AUTH_PLUGINS, MysqlConfig, MysqlCredential};
 pub use redis::{KeyspaceMode, RedisConfig};
+pub use rsync::{
+    RSYNC_AUTH_DIGESTS, RSYNC_MAX_FILE_SIZE, RsyncConfig, RsyncCredential, RsyncFile, RsyncModule,
+};
 pub use sensor::{QuarantineConfig, SensorConfig, ShipConfig};
 pub use server::{SERVER_EXAMPLE_TOML, ServerConfig};
 
@@ -35,7 +39,7 @@ pub use server::{SERVER_EXAMPLE_TOML, ServerConfig};
 pub const EXAMPLE_TOML: &str = include_str!("example.toml");
 
 /// Service names `--service NAME=ADDR` accepts, in the order they start.
-pub const SERVICE_NAMES: &[&str] = &["redis", "mysql", "ftp"];
+pub const SERVICE_NAMES: &[&str] = &["redis", "mysql", "ftp", "rsync"];
 
 /// Deserialize TOML `text` into any config type with the one-line error
 /// style (`origin:line:col: key 'a.b': problem`). The agent's and the
@@ -82,6 +86,8 @@ pub struct Services {
     pub mysql: MysqlConfig,
     /// FTP honeypot.
     pub ftp: FtpConfig,
+    /// rsync daemon honeypot.
+    pub rsync: RsyncConfig,
 }
 
 impl Config {
@@ -129,6 +135,10 @@ impl Config {
             .ftp
             .validate()
             .map_err(|(k, m)| (format!("services.ftp.{k}"), m))?;
+        self.services
+            .rsync
+            .validate()
+            .map_err(|(k, m)| (format!("services.rsync.{k}"), m))?;
         Ok(())
     }
 
@@ -165,6 +175,10 @@ impl Config {
         self.services.ftp.enabled = !addrs.is_empty();
         self.services.ftp.listen = addrs;
         self.services.ftp.fallback_listen = Vec::new();
+        let addrs = pick("rsync");
+        self.services.rsync.enabled = !addrs.is_empty();
+        self.services.rsync.listen = addrs;
+        self.services.rsync.fallback_listen = Vec::new();
         Ok(())
     }
 }

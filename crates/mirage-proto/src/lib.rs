@@ -8,4 +8,5 @@
 pub mod ftp;
 pub mod mysql;
 pub mod resp;
+pub mod rsync;
 pub mod syslog;

@@ -10,6 +10,7 @@ pub mod ftp;
 pub mod mysql;
 pub mod quarantine;
 pub mod redis;
+pub mod rsync;
 pub mod runner;
 pub mod sinks;
 

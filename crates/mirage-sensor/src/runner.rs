@@ -160,6 +160,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningSensor> {
             fallback: f.fallback_listen.clone(),
         });
     }
+    if config.services.rsync.enabled {
+        let r = &config.services.rsync;
+        plan.push(ServicePlan {
+            emulator: Arc::new(crate::rsync::RsyncEmulator::new(
+                r.clone(),
+                quarantine.clone(),
+            )),
+            listen: r.listen.clone(),
+            fallback: r.fallback_listen.clone(),
+        });
+    }
     if plan.is_empty() {
         bail!("no service is enabled");
     }

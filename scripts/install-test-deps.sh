@@ -22,6 +22,7 @@ APT_PACKAGES=(
   systemd                    # journalctl, which the agent's journald source runs
   systemd-journal-remote     # writes journal files for the journald source tests (no journald here)
   nftables conntrack socat   # the agent's firewall tests: nft, conntrack -D, clients and listeners in namespaces
+  nodejs                     # node 20 with npm (this machine: NodeSource build): runs mongosh, installed from npm below
 )
 
 missing=()
@@ -41,6 +42,16 @@ fi
 if ! cmp -s scripts/test-requirements.txt .venv/.installed-requirements 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check -r scripts/test-requirements.txt
   cp scripts/test-requirements.txt .venv/.installed-requirements
+fi
+
+# mongosh (the MongoDB shell, an npm package) for the MongoDB honeypot
+# tests, pinned, into the gitignored .npm-tools/ (tests run
+# .npm-tools/node_modules/.bin/mongosh). Needs node >= 20 and npm.
+MONGOSH_VERSION=2.12.0
+if [ "$(cat .npm-tools/.installed-mongosh 2>/dev/null)" != "$MONGOSH_VERSION" ]; then
+  mkdir -p .npm-tools
+  npm install --prefix .npm-tools --no-audit --no-fund --loglevel=error "mongosh@$MONGOSH_VERSION"
+  echo "$MONGOSH_VERSION" > .npm-tools/.installed-mongosh
 fi
 
 # cargo-fuzz, for the short fuzz runs in CI (stable toolchain, `-s none`).

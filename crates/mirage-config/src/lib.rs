@@ -12,6 +12,7 @@
 pub mod agent;
 mod error;
 mod limits;
+mod mongodb;
 mod mysql;
 mod redis;
 mod sensor;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use agent::{AGENT_EXAMPLE_TOML, AgentConfig};
 pub use error::ConfigError;
 pub use limits::LimitsConfig;
+pub use mongodb::{MongoCollection, MongoDatabase, MongodbConfig};
 pub use mysql::{MYSQL_AUTH_PLUGINS, MysqlConfig, MysqlCredential};
 pub use redis::{KeyspaceMode, RedisConfig};
 pub use sensor::{QuarantineConfig, SensorConfig, ShipConfig};
@@ -33,7 +35,7 @@ pub use server::{SERVER_EXAMPLE_TOML, ServerConfig};
 pub const EXAMPLE_TOML: &str = include_str!("example.toml");
 
 /// Service names `--service NAME=ADDR` accepts, in the order they start.
-pub const SERVICE_NAMES: &[&str] = &["redis", "mysql"];
+pub const SERVICE_NAMES: &[&str] = &["redis", "mysql", "mongodb"];
 
 /// Deserialize TOML `text` into any config type with the one-line error
 /// style (`origin:line:col: key 'a.b': problem`). The agent's and the
@@ -78,6 +80,8 @@ pub struct Services {
     pub redis: RedisConfig,
     /// MySQL honeypot.
     pub mysql: MysqlConfig,
+    /// MongoDB honeypot.
+    pub mongodb: MongodbConfig,
 }
 
 impl Config {
@@ -121,6 +125,10 @@ impl Config {
             .mysql
             .validate()
             .map_err(|(k, m)| (format!("services.mysql.{k}"), m))?;
+        self.services
+            .mongodb
+            .validate()
+            .map_err(|(k, m)| (format!("services.mongodb.{k}"), m))?;
         Ok(())
     }
 
@@ -153,6 +161,10 @@ impl Config {
         self.services.mysql.enabled = !addrs.is_empty();
         self.services.mysql.listen = addrs;
         self.services.mysql.fallback_listen = Vec::new();
+        let addrs = pick("mongodb");
+        self.services.mongodb.enabled = !addrs.is_empty();
+        self.services.mongodb.listen = addrs;
+        self.services.mongodb.fallback_listen = Vec::new();
         Ok(())
     }
 }

@@ -157,11 +157,14 @@ pub fn read_events(dir: &Path) -> Vec<Value> {
 pub fn read_events_allowing(dir: &Path, torn: usize) -> Vec<Value> {
     let mut out = Vec::new();
     let mut bad = 0;
-    // Dotfiles (the shipper's checkpoint) are not event files.
+    // Only the day files: not the shipper's checkpoint, not the quarantine.
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()
-                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.starts_with("events-") && name.ends_with(".jsonl")
+                })
                 .map(|e| e.path())
                 .collect()
         })

@@ -133,7 +133,18 @@ pub fn run(
         out.reply = error(59, "CommandNotFound", "no such command: ''");
         return out;
     };
-    if let Some(code) = javascript(cmd, 0) {
+    let map_reduce = if name == "mapReduce" || name == "mapreduce" {
+        s(cmd.get("map"))
+            .or(s(cmd.get("reduce")))
+            .map(str::to_owned)
+            .or_else(|| match cmd.get("map") {
+                Some(Value::JavaScript(c)) => Some(c.clone()),
+                _ => None,
+            })
+    } else {
+        None
+    };
+    if let Some(code) = map_reduce.or_else(|| javascript(cmd, 0)) {
         let mut ev = Map::new();
         ev.insert("command".into(), json!(name));
         ev.insert("code".into(), json!(cap(&code)));

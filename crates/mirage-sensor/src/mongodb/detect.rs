@@ -164,7 +164,8 @@ pub fn is_email(t: &str) -> bool {
 }
 
 /// Server-side JavaScript in a command: `$where`, `$function`,
-/// `$accumulator`, `mapReduce` functions, or code values. Returns the first
+/// `$accumulator`, or code values (`mapReduce` functions are taken by the
+/// caller, as `map` is an ordinary field name elsewhere). Returns the first
 /// piece of code found.
 pub fn javascript(doc: &Document, depth: usize) -> Option<String> {
     if depth > 16 {
@@ -172,7 +173,7 @@ pub fn javascript(doc: &Document, depth: usize) -> Option<String> {
     }
     for (k, v) in &doc.0 {
         match (k.as_str(), v) {
-            ("$where" | "map" | "reduce" | "finalize", Value::String(s)) => {
+            ("$where", Value::String(s)) => {
                 return Some(s.clone());
             }
             (_, Value::JavaScript(s)) | (_, Value::JavaScriptWithScope { code: s, .. }) => {
@@ -256,5 +257,11 @@ mod tests {
             .with("filter", Document::new().with("$where", "sleep(5000)"));
         assert_eq!(javascript(&c, 0).as_deref(), Some("sleep(5000)"));
         assert_eq!(javascript(&Document::new().with("find", "c"), 0), None);
+        // A field named like a mapReduce option is data, not code.
+        let doc = Document::new().with("insert", "c").with(
+            "documents",
+            vec![Value::Document(Document::new().with("map", "world"))],
+        );
+        assert_eq!(javascript(&doc, 0), None);
     }
 }

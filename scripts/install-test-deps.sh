@@ -25,6 +25,7 @@ APT_PACKAGES=(
   lftp                       # FTP client (plain and AUTH TLS) against the FTP honeypot
   curl                       # curl ftp:// (list, download, -T upload, --ssl-reqd) against the FTP honeypot
   rsync                      # the real rsync client (and daemon, for side-by-side output) against the rsync honeypot
+  nodejs                     # node 20 with npm (this machine: NodeSource build): runs mongosh, installed from npm below
 )
 
 missing=()
@@ -44,6 +45,16 @@ fi
 if ! cmp -s scripts/test-requirements.txt .venv/.installed-requirements 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check -r scripts/test-requirements.txt
   cp scripts/test-requirements.txt .venv/.installed-requirements
+fi
+
+# mongosh (the MongoDB shell, an npm package) for the MongoDB honeypot
+# tests, pinned, into the gitignored .npm-tools/ (tests run
+# .npm-tools/node_modules/.bin/mongosh). Needs node >= 20 and npm.
+MONGOSH_VERSION=2.12.0
+if [ "$(cat .npm-tools/.installed-mongosh 2>/dev/null)" != "$MONGOSH_VERSION" ]; then
+  mkdir -p .npm-tools
+  npm install --prefix .npm-tools --no-audit --no-fund --loglevel=error "mongosh@$MONGOSH_VERSION"
+  echo "$MONGOSH_VERSION" > .npm-tools/.installed-mongosh
 fi
 
 # cargo-fuzz, for the short fuzz runs in CI (stable toolchain, `-s none`).

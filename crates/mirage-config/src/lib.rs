@@ -13,6 +13,7 @@ pub mod agent;
 mod error;
 mod ftp;
 mod limits;
+mod mongodb;
 mod mysql;
 mod redis;
 mod rsync;
@@ -27,6 +28,7 @@ pub use agent::{AGENT_EXAMPLE_TOML, AgentConfig};
 pub use error::ConfigError;
 pub use ftp::{FTP_FLAVORS, FtpConfig, FtpCredential, FtpFile};
 pub use limits::LimitsConfig;
+pub use mongodb::{MongoCollection, MongoDatabase, MongodbConfig};
 pub use mysql::{MYSQL_AUTH_PLUGINS, MysqlConfig, MysqlCredential};
 pub use redis::{KeyspaceMode, RedisConfig};
 pub use rsync::{
@@ -39,7 +41,7 @@ pub use server::{SERVER_EXAMPLE_TOML, ServerConfig};
 pub const EXAMPLE_TOML: &str = include_str!("example.toml");
 
 /// Service names `--service NAME=ADDR` accepts, in the order they start.
-pub const SERVICE_NAMES: &[&str] = &["redis", "mysql", "ftp", "rsync"];
+pub const SERVICE_NAMES: &[&str] = &["redis", "mysql", "ftp", "rsync", "mongodb"];
 
 /// Deserialize TOML `text` into any config type with the one-line error
 /// style (`origin:line:col: key 'a.b': problem`). The agent's and the
@@ -88,6 +90,8 @@ pub struct Services {
     pub ftp: FtpConfig,
     /// rsync daemon honeypot.
     pub rsync: RsyncConfig,
+    /// MongoDB honeypot.
+    pub mongodb: MongodbConfig,
 }
 
 impl Config {
@@ -139,6 +143,10 @@ impl Config {
             .rsync
             .validate()
             .map_err(|(k, m)| (format!("services.rsync.{k}"), m))?;
+        self.services
+            .mongodb
+            .validate()
+            .map_err(|(k, m)| (format!("services.mongodb.{k}"), m))?;
         Ok(())
     }
 
@@ -179,6 +187,10 @@ impl Config {
         self.services.rsync.enabled = !addrs.is_empty();
         self.services.rsync.listen = addrs;
         self.services.rsync.fallback_listen = Vec::new();
+        let addrs = pick("mongodb");
+        self.services.mongodb.enabled = !addrs.is_empty();
+        self.services.mongodb.listen = addrs;
+        self.services.mongodb.fallback_listen = Vec::new();
         Ok(())
     }
 }

@@ -171,6 +171,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningSensor> {
             fallback: r.fallback_listen.clone(),
         });
     }
+    if config.services.mongodb.enabled {
+        let m = &config.services.mongodb;
+        plan.push(ServicePlan {
+            emulator: Arc::new(crate::mongodb::MongoEmulator::new(m.clone())),
+            listen: m.listen.clone(),
+            fallback: m.fallback_listen.clone(),
+        });
+    }
     if plan.is_empty() {
         bail!("no service is enabled");
     }

@@ -47,7 +47,21 @@ fn standard_port_taken_falls_back_to_16379() {
         "-c",
         "import socket,time\ns=socket.socket(); s.bind(('0.0.0.0',6379)); s.listen()\ntime.sleep(60)",
     ]));
-    std::thread::sleep(Duration::from_millis(300));
+    // Wait until it really listens (Python's start-up takes longer than
+    // any fixed sleep on a loaded machine).
+    let start = std::time::Instant::now();
+    while !ns
+        .cmd("ss")
+        .args(["-Hltn", "sport = :6379"])
+        .output()
+        .is_ok_and(|o| !o.stdout.is_empty())
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "squatter never listened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let child = ns
         .cmd(env!("CARGO_BIN_EXE_mirage"))
         .arg("sensor")

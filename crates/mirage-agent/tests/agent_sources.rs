@@ -731,9 +731,18 @@ async fn journald_read_from_end_keeps_its_place_across_restarts() {
     std::fs::create_dir_all(&jdir).unwrap();
     let mut w = JournalWriter::start(&jdir);
     ssh_entry(&mut w, BOOT_1, "ssh.service", "sshd", b"old history");
-    let journal_file = jdir.join("remote.journal");
-    for _ in 0..200 {
-        if journal_file.is_file() {
+    // The entry must be readable before the agent starts "at the end": the
+    // file appears before the writer has put the entry in it, and on a
+    // loaded machine the agent could otherwise start first and read it as
+    // new.
+    for _ in 0..400 {
+        let shown = std::process::Command::new("journalctl")
+            .args(["--directory"])
+            .arg(&jdir)
+            .args(["-o", "cat", "--no-pager"])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("old history"));
+        if shown {
             break;
         }
         std::thread::sleep(Duration::from_millis(25));

@@ -486,6 +486,49 @@ fn run_mode(mode: &str) {
             let steered = wait_steer(bin, &data, "ssh");
             assert_eq!(steered["action"], "reflect");
             assert_eq!(steered["to"], "10.99.0.2:22");
+            // UDP is reflected too: a datagram to the host's port 9999
+            // reaches the attacker's own UDP listener, whose answer comes
+            // back as if from the host.
+            let _udp_own = KillOnDrop::spawn(
+                topo.att
+                    .cmd(require_tool("socat"))
+                    .args([
+                        "UDP-RECVFROM:9999,bind=10.99.0.2,fork",
+                        "SYSTEM:echo udp-own-listener",
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null()),
+            );
+            let mut answer = String::new();
+            wait("a reflected UDP answer", Duration::from_secs(10), || {
+                let out = topo
+                    .att
+                    .cmd(require_tool("socat"))
+                    .args(["-T", "1", "-", "UDP:10.99.0.1:9999"])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .and_then(|mut c| {
+                        use std::io::Write as _;
+                        c.stdin.take().unwrap().write_all(b"ping\n")?;
+                        c.wait_with_output()
+                    });
+                answer = out
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                answer.contains("udp-own-listener")
+            });
+            let mut udp = None;
+            wait("a UDP steer event", Duration::from_secs(15), || {
+                udp = server_events(bin, &data, "10.99.0.2")
+                    .into_iter()
+                    .find(|e| e["kind"] == "steer" && e["transport"] == "udp");
+                udp.is_some()
+            });
+            let udp = udp.unwrap();
+            assert_eq!(udp["dst_port"], 9999, "{udp}");
+            assert_eq!(udp["to"], "10.99.0.2:9999", "{udp}");
             return;
         }
         "firewall" => {

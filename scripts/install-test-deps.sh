@@ -22,6 +22,9 @@ APT_PACKAGES=(
   systemd                    # journalctl, which the agent's journald source runs
   systemd-journal-remote     # writes journal files for the journald source tests (no journald here)
   nftables conntrack socat   # the agent's firewall tests: nft, conntrack -D, clients and listeners in namespaces
+  ssh-audit                  # SSH honeypot: algorithm lists compared with a real sshd
+  expect                     # SSH/Telnet honeypots: interactive sessions driven through a pty
+  telnet                     # Telnet honeypot: a real telnet client
 )
 
 missing=()

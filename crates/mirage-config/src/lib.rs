@@ -16,6 +16,8 @@ mod mysql;
 mod redis;
 mod sensor;
 pub mod server;
+mod ssh;
+mod telnet;
 
 use std::path::Path;
 
@@ -28,12 +30,16 @@ pub use mysql::{MYSQL_AUTH_PLUGINS, MysqlConfig, MysqlCredential};
 pub use redis::{KeyspaceMode, RedisConfig};
 pub use sensor::{QuarantineConfig, SensorConfig, ShipConfig};
 pub use server::{SERVER_EXAMPLE_TOML, ServerConfig};
+pub use ssh::{
+    DEBIAN12_CIPHERS, DEBIAN12_HOST_KEYS, DEBIAN12_KEX, DEBIAN12_MACS, LoginCredential, SshConfig,
+};
+pub use telnet::{TelnetConfig, TelnetFlavor};
 
 /// The annotated example configuration; equal to [`Config::default`].
 pub const EXAMPLE_TOML: &str = include_str!("example.toml");
 
 /// Service names `--service NAME=ADDR` accepts, in the order they start.
-pub const SERVICE_NAMES: &[&str] = &["redis", "mysql"];
+pub const SERVICE_NAMES: &[&str] = &["redis", "mysql", "ssh", "telnet"];
 
 /// Deserialize TOML `text` into any config type with the one-line error
 /// style (`origin:line:col: key 'a.b': problem`). The agent's and the
@@ -78,6 +84,10 @@ pub struct Services {
     pub redis: RedisConfig,
     /// MySQL honeypot.
     pub mysql: MysqlConfig,
+    /// SSH honeypot.
+    pub ssh: SshConfig,
+    /// Telnet honeypot.
+    pub telnet: TelnetConfig,
 }
 
 impl Config {
@@ -121,6 +131,14 @@ impl Config {
             .mysql
             .validate()
             .map_err(|(k, m)| (format!("services.mysql.{k}"), m))?;
+        self.services
+            .ssh
+            .validate()
+            .map_err(|(k, m)| (format!("services.ssh.{k}"), m))?;
+        self.services
+            .telnet
+            .validate()
+            .map_err(|(k, m)| (format!("services.telnet.{k}"), m))?;
         Ok(())
     }
 
@@ -153,6 +171,14 @@ impl Config {
         self.services.mysql.enabled = !addrs.is_empty();
         self.services.mysql.listen = addrs;
         self.services.mysql.fallback_listen = Vec::new();
+        let addrs = pick("ssh");
+        self.services.ssh.enabled = !addrs.is_empty();
+        self.services.ssh.listen = addrs;
+        self.services.ssh.fallback_listen = Vec::new();
+        let addrs = pick("telnet");
+        self.services.telnet.enabled = !addrs.is_empty();
+        self.services.telnet.listen = addrs;
+        self.services.telnet.fallback_listen = Vec::new();
         Ok(())
     }
 }

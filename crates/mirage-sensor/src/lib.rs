@@ -10,6 +10,7 @@ pub mod mysql;
 pub mod quarantine;
 pub mod redis;
 pub mod runner;
+pub mod shell;
 pub mod sinks;
 
 pub use runner::{RunningSensor, read_ship_key, start};

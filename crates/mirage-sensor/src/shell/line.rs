@@ -58,10 +58,7 @@ impl LineEditor {
                         continue;
                     }
                     self.last_cr = b == b'\r';
-                    out.echo.extend_from_slice(
-                        b"
-",
-                    );
+                    out.echo.extend_from_slice(b"\r\n");
                     out.lines.push(std::mem::take(&mut self.buf));
                 }
                 0 if after_cr => {}

@@ -7,4 +7,6 @@
 #![forbid(unsafe_code)]
 pub mod mysql;
 pub mod resp;
+pub mod shell;
 pub mod syslog;
+pub mod telnet;

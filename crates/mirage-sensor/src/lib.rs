@@ -1,7 +1,8 @@
 //! mirage-sensor: the honeypot side of mirage.
 //!
-//! One module per emulator (Redis, MySQL; each implements
-//! `mirage_net::Emulator`), the quarantine for uploaded files, the
+//! One module per emulator (Redis, MySQL, SSH, Telnet; each implements
+//! `mirage_net::Emulator`), the shell emulator SSH and Telnet share, the
+//! quarantine for uploaded files, the
 //! event sinks, and [`run`], which turns a [`mirage_config::Config`] into
 //! bound listeners, serves them until shutdown and flushes the sinks.
 #![forbid(unsafe_code)]
@@ -12,5 +13,7 @@ pub mod redis;
 pub mod runner;
 pub mod shell;
 pub mod sinks;
+pub mod ssh;
+pub mod telnet;
 
 pub use runner::{RunningSensor, read_ship_key, start};

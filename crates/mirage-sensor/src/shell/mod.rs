@@ -1,7 +1,7 @@
 //! The emulated shell shared by the SSH (pty shell and `exec`) and Telnet
 //! honeypots.
 //!
-//! - [`parse`]: the bounded command-line parser.
+//! - [`parse`]: the bounded command-line parser (`mirage_proto::shell`).
 //! - [`fs`]: the per-session virtual filesystem.
 //! - [`commands`]: what each command prints.
 //! - [`line`]: the line editor of an interactive terminal.
@@ -17,8 +17,9 @@
 pub mod commands;
 pub mod fs;
 pub mod line;
-pub mod parse;
+pub use mirage_proto::shell as parse;
 pub mod record;
+pub mod report;
 
 use std::collections::BTreeMap;
 

@@ -72,7 +72,10 @@ impl Recorder {
             return;
         }
         self.written += line.len() as u64;
+        // Written through at once: a session can end in any state (client
+        // gone, sensor killed) and the file is evidence.
         let _ = self.out.write_all(line.as_bytes());
+        let _ = self.out.flush();
     }
 
     /// Terminal output.
@@ -83,6 +86,17 @@ impl Recorder {
     /// Keyboard input.
     pub fn input(&mut self, data: &[u8]) {
         self.event("i", data);
+    }
+
+    /// The terminal changed size (asciicast `r` event, `COLSxROWS`).
+    pub fn resize(&mut self, cols: u32, rows: u32) {
+        if cols == 0 || rows == 0 {
+            return;
+        }
+        self.event(
+            "r",
+            format!("{}x{}", cols.clamp(1, 1000), rows.clamp(1, 1000)).as_bytes(),
+        );
     }
 
     /// Flush to disk.

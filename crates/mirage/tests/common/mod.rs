@@ -162,6 +162,8 @@ pub fn read_events_allowing(dir: &Path, torn: usize) -> Vec<Value> {
         .map(|d| {
             d.flatten()
                 .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                // Subdirectories (quarantine, recordings, ssh host keys) hold no events.
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
                 .map(|e| e.path())
                 .collect()
         })

@@ -1,4 +1,4 @@
-//! The shell command-line parser: words, quotes, variables, `;`, `&&`,
+//! The command-line parser of the SSH/Telnet honeypots' emulated shell: words, quotes, variables, `;`, `&&`,
 //! `||`, `|`, `&`, redirections and comments.
 //!
 //! Sans-IO and bounded: a line longer than [`MAX_LINE`] or with more than
@@ -509,9 +509,38 @@ pub fn parse(line: &[u8]) -> Result<Script, ParseError> {
     Ok(script)
 }
 
+/// Fuzz entry: parse anything, expand with a variable that is large.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn fuzz_parse(data: &[u8]) {
+    if let Ok(script) = parse(data) {
+        let big = vec![b'x'; 1024];
+        for (_, p) in &script.items {
+            assert!(!p.commands.is_empty());
+            for c in &p.commands {
+                for w in &c.argv {
+                    let e = w.expand(&|_: &str| Some(big.clone()));
+                    assert!(e.len() <= w.text.len() + MAX_EXPANDED);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Replays the committed fuzz corpus.
+    #[test]
+    fn fuzz_corpus_replays() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/shell");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("fuzz/corpus/shell exists") {
+            fuzz_parse(&std::fs::read(entry.unwrap().path()).unwrap());
+            n += 1;
+        }
+        assert!(n > 0, "empty corpus");
+    }
 
     fn p(s: &str) -> Result<Script, ParseError> {
         parse(s.as_bytes())

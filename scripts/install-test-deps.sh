@@ -26,6 +26,9 @@ APT_PACKAGES=(
   curl                       # curl ftp:// (list, download, -T upload, --ssl-reqd) against the FTP honeypot
   rsync                      # the real rsync client (and daemon, for side-by-side output) against the rsync honeypot
   nodejs                     # node 20 with npm (this machine: NodeSource build): runs mongosh, installed from npm below
+  ssh-audit                  # SSH honeypot: algorithm lists compared with a real sshd
+  expect                     # SSH/Telnet honeypots: interactive sessions driven through a pty
+  telnet                     # Telnet honeypot: a real telnet client
 )
 
 missing=()

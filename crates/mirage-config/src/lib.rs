@@ -19,6 +19,8 @@ mod redis;
 mod rsync;
 mod sensor;
 pub mod server;
+mod ssh;
+mod telnet;
 
 use std::path::Path;
 
@@ -36,12 +38,16 @@ pub use rsync::{
 };
 pub use sensor::{QuarantineConfig, SensorConfig, ShipConfig};
 pub use server::{SERVER_EXAMPLE_TOML, ServerConfig};
+pub use ssh::{
+    DEBIAN12_CIPHERS, DEBIAN12_HOST_KEYS, DEBIAN12_KEX, DEBIAN12_MACS, LoginCredential, SshConfig,
+};
+pub use telnet::{TelnetConfig, TelnetFlavor};
 
 /// The annotated example configuration; equal to [`Config::default`].
 pub const EXAMPLE_TOML: &str = include_str!("example.toml");
 
 /// Service names `--service NAME=ADDR` accepts, in the order they start.
-pub const SERVICE_NAMES: &[&str] = &["redis", "mysql", "ftp", "rsync", "mongodb"];
+pub const SERVICE_NAMES: &[&str] = &["redis", "mysql", "ftp", "rsync", "mongodb", "ssh", "telnet"];
 
 /// Deserialize TOML `text` into any config type with the one-line error
 /// style (`origin:line:col: key 'a.b': problem`). The agent's and the
@@ -92,6 +98,10 @@ pub struct Services {
     pub rsync: RsyncConfig,
     /// MongoDB honeypot.
     pub mongodb: MongodbConfig,
+    /// SSH honeypot.
+    pub ssh: SshConfig,
+    /// Telnet honeypot.
+    pub telnet: TelnetConfig,
 }
 
 impl Config {
@@ -147,6 +157,14 @@ impl Config {
             .mongodb
             .validate()
             .map_err(|(k, m)| (format!("services.mongodb.{k}"), m))?;
+        self.services
+            .ssh
+            .validate()
+            .map_err(|(k, m)| (format!("services.ssh.{k}"), m))?;
+        self.services
+            .telnet
+            .validate()
+            .map_err(|(k, m)| (format!("services.telnet.{k}"), m))?;
         Ok(())
     }
 
@@ -191,6 +209,14 @@ impl Config {
         self.services.mongodb.enabled = !addrs.is_empty();
         self.services.mongodb.listen = addrs;
         self.services.mongodb.fallback_listen = Vec::new();
+        let addrs = pick("ssh");
+        self.services.ssh.enabled = !addrs.is_empty();
+        self.services.ssh.listen = addrs;
+        self.services.ssh.fallback_listen = Vec::new();
+        let addrs = pick("telnet");
+        self.services.telnet.enabled = !addrs.is_empty();
+        self.services.telnet.listen = addrs;
+        self.services.telnet.fallback_listen = Vec::new();
         Ok(())
     }
 }

@@ -10,4 +10,6 @@ pub mod mongodb;
 pub mod mysql;
 pub mod resp;
 pub mod rsync;
+pub mod shell;
 pub mod syslog;
+pub mod telnet;

@@ -1,7 +1,8 @@
 //! mirage-sensor: the honeypot side of mirage.
 //!
-//! One module per emulator (Redis, MySQL, FTP, rsync, MongoDB; each implements
-//! `mirage_net::Emulator`), the quarantine for uploaded files, the
+//! One module per emulator (Redis, MySQL, FTP, rsync, MongoDB, SSH, Telnet;
+//! each implements `mirage_net::Emulator`), the shell emulator SSH and
+//! Telnet share, the quarantine for uploaded files, the
 //! event sinks, and [`run`], which turns a [`mirage_config::Config`] into
 //! bound listeners, serves them until shutdown and flushes the sinks.
 #![forbid(unsafe_code)]
@@ -13,6 +14,9 @@ pub mod quarantine;
 pub mod redis;
 pub mod rsync;
 pub mod runner;
+pub mod shell;
 pub mod sinks;
+pub mod ssh;
+pub mod telnet;
 
 pub use runner::{RunningSensor, read_ship_key, start};

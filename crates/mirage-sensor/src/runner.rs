@@ -179,6 +179,30 @@ pub async fn start(config: Config) -> anyhow::Result<RunningSensor> {
             fallback: m.fallback_listen.clone(),
         });
     }
+    if config.services.ssh.enabled {
+        let c = &config.services.ssh;
+        let emu =
+            crate::ssh::SshEmulator::new(c.clone(), &config.sensor.log_dir, quarantine.clone())
+                .context("cannot start the SSH honeypot")?;
+        plan.push(ServicePlan {
+            emulator: Arc::new(emu),
+            listen: c.listen.clone(),
+            fallback: c.fallback_listen.clone(),
+        });
+    }
+    if config.services.telnet.enabled {
+        let c = &config.services.telnet;
+        let emu = crate::telnet::TelnetEmulator::new(
+            c.clone(),
+            &config.sensor.log_dir,
+            quarantine.clone(),
+        );
+        plan.push(ServicePlan {
+            emulator: Arc::new(emu),
+            listen: c.listen.clone(),
+            fallback: c.fallback_listen.clone(),
+        });
+    }
     if plan.is_empty() {
         bail!("no service is enabled");
     }

@@ -22,6 +22,9 @@ APT_PACKAGES=(
   systemd                    # journalctl, which the agent's journald source runs
   systemd-journal-remote     # writes journal files for the journald source tests (no journald here)
   nftables conntrack socat   # the agent's firewall tests: nft, conntrack -D, clients and listeners in namespaces
+  nginx                      # the real server the HTTP honeypot's pages are compared with (tests) and benchmarked against
+  curl                       # HTTP client for the http and elasticsearch honeypot tests
+  wrk                        # HTTP load generator for bench/http
 )
 
 missing=()

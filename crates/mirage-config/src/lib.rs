@@ -10,7 +10,9 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+mod elasticsearch;
 mod error;
+mod http;
 mod limits;
 mod mysql;
 mod redis;
@@ -22,7 +24,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use agent::{AGENT_EXAMPLE_TOML, AgentConfig};
+pub use elasticsearch::ElasticsearchConfig;
 pub use error::ConfigError;
+pub use http::{HTTP_FLAVORS, HttpConfig};
 pub use limits::LimitsConfig;
 pub use mysql::{MYSQL_AUTH_PLUGINS, MysqlConfig, MysqlCredential};
 pub use redis::{KeyspaceMode, RedisConfig};
@@ -33,7 +37,7 @@ pub use server::{SERVER_EXAMPLE_TOML, ServerConfig};
 pub const EXAMPLE_TOML: &str = include_str!("example.toml");
 
 /// Service names `--service NAME=ADDR` accepts, in the order they start.
-pub const SERVICE_NAMES: &[&str] = &["redis", "mysql"];
+pub const SERVICE_NAMES: &[&str] = &["redis", "mysql", "http", "elasticsearch"];
 
 /// Deserialize TOML `text` into any config type with the one-line error
 /// style (`origin:line:col: key 'a.b': problem`). The agent's and the
@@ -78,6 +82,10 @@ pub struct Services {
     pub redis: RedisConfig,
     /// MySQL honeypot.
     pub mysql: MysqlConfig,
+    /// HTTP honeypot (fake web site).
+    pub http: HttpConfig,
+    /// Elasticsearch REST API honeypot.
+    pub elasticsearch: ElasticsearchConfig,
 }
 
 impl Config {
@@ -121,6 +129,14 @@ impl Config {
             .mysql
             .validate()
             .map_err(|(k, m)| (format!("services.mysql.{k}"), m))?;
+        self.services
+            .http
+            .validate()
+            .map_err(|(k, m)| (format!("services.http.{k}"), m))?;
+        self.services
+            .elasticsearch
+            .validate()
+            .map_err(|(k, m)| (format!("services.elasticsearch.{k}"), m))?;
         Ok(())
     }
 
@@ -153,6 +169,14 @@ impl Config {
         self.services.mysql.enabled = !addrs.is_empty();
         self.services.mysql.listen = addrs;
         self.services.mysql.fallback_listen = Vec::new();
+        let addrs = pick("http");
+        self.services.http.enabled = !addrs.is_empty();
+        self.services.http.listen = addrs;
+        self.services.http.fallback_listen = Vec::new();
+        let addrs = pick("elasticsearch");
+        self.services.elasticsearch.enabled = !addrs.is_empty();
+        self.services.elasticsearch.listen = addrs;
+        self.services.elasticsearch.fallback_listen = Vec::new();
         Ok(())
     }
 }

@@ -526,6 +526,18 @@ mod tests {
         assert_eq!(percent_decode(b"%2e%2E/%zz%"), b"../%zz%");
     }
 
+    /// Replays the committed fuzz corpus (and any crash inputs saved there).
+    #[test]
+    fn fuzz_corpus_replays() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/http");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("fuzz/corpus/http exists") {
+            fuzz_parse(&std::fs::read(entry.unwrap().path()).unwrap());
+            n += 1;
+        }
+        assert!(n > 0, "empty corpus");
+    }
+
     proptest::proptest! {
         #[test]
         fn never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {

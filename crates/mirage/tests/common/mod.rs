@@ -157,11 +157,13 @@ pub fn read_events(dir: &Path) -> Vec<Value> {
 pub fn read_events_allowing(dir: &Path, torn: usize) -> Vec<Value> {
     let mut out = Vec::new();
     let mut bad = 0;
-    // Dotfiles (the shipper's checkpoint) are not event files.
+    // Dotfiles (the shipper's checkpoint) and directories (the
+    // quarantine) are not event files.
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()
                 .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .filter(|e| e.path().is_file())
                 .map(|e| e.path())
                 .collect()
         })

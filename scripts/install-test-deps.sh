@@ -29,6 +29,8 @@ APT_PACKAGES=(
   ssh-audit                  # SSH honeypot: algorithm lists compared with a real sshd
   expect                     # SSH/Telnet honeypots: interactive sessions driven through a pty
   telnet                     # Telnet honeypot: a real telnet client
+  nginx                      # the real server the HTTP honeypot's pages are compared with (tests) and benchmarked against
+  wrk                        # HTTP load generator for bench/http
 )
 
 missing=()

@@ -10,8 +10,10 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+mod elasticsearch;
 mod error;
 mod ftp;
+mod http;
 mod limits;
 mod mongodb;
 mod mysql;
@@ -27,8 +29,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use agent::{AGENT_EXAMPLE_TOML, AgentConfig};
+pub use elasticsearch::ElasticsearchConfig;
 pub use error::ConfigError;
 pub use ftp::{FTP_FLAVORS, FtpConfig, FtpCredential, FtpFile};
+pub use http::{HTTP_FLAVORS, HttpConfig};
 pub use limits::LimitsConfig;
 pub use mongodb::{MongoCollection, MongoDatabase, MongodbConfig};
 pub use mysql::{MYSQL_AUTH_PLUGINS, MysqlConfig, MysqlCredential};
@@ -47,7 +51,17 @@ pub use telnet::{TelnetConfig, TelnetFlavor};
 pub const EXAMPLE_TOML: &str = include_str!("example.toml");
 
 /// Service names `--service NAME=ADDR` accepts, in the order they start.
-pub const SERVICE_NAMES: &[&str] = &["redis", "mysql", "ftp", "rsync", "mongodb", "ssh", "telnet"];
+pub const SERVICE_NAMES: &[&str] = &[
+    "redis",
+    "mysql",
+    "ftp",
+    "rsync",
+    "mongodb",
+    "ssh",
+    "telnet",
+    "http",
+    "elasticsearch",
+];
 
 /// Deserialize TOML `text` into any config type with the one-line error
 /// style (`origin:line:col: key 'a.b': problem`). The agent's and the
@@ -102,6 +116,10 @@ pub struct Services {
     pub ssh: SshConfig,
     /// Telnet honeypot.
     pub telnet: TelnetConfig,
+    /// HTTP honeypot (fake web site).
+    pub http: HttpConfig,
+    /// Elasticsearch REST API honeypot.
+    pub elasticsearch: ElasticsearchConfig,
 }
 
 impl Config {
@@ -165,6 +183,14 @@ impl Config {
             .telnet
             .validate()
             .map_err(|(k, m)| (format!("services.telnet.{k}"), m))?;
+        self.services
+            .http
+            .validate()
+            .map_err(|(k, m)| (format!("services.http.{k}"), m))?;
+        self.services
+            .elasticsearch
+            .validate()
+            .map_err(|(k, m)| (format!("services.elasticsearch.{k}"), m))?;
         Ok(())
     }
 
@@ -217,6 +243,14 @@ impl Config {
         self.services.telnet.enabled = !addrs.is_empty();
         self.services.telnet.listen = addrs;
         self.services.telnet.fallback_listen = Vec::new();
+        let addrs = pick("http");
+        self.services.http.enabled = !addrs.is_empty();
+        self.services.http.listen = addrs;
+        self.services.http.fallback_listen = Vec::new();
+        let addrs = pick("elasticsearch");
+        self.services.elasticsearch.enabled = !addrs.is_empty();
+        self.services.elasticsearch.listen = addrs;
+        self.services.elasticsearch.fallback_listen = Vec::new();
         Ok(())
     }
 }

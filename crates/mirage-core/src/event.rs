@@ -211,6 +211,10 @@ pub enum EventKind {
         /// True when the emulator answered with an error.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         error: bool,
+        /// Protocol-specific facts about the command (HTTP: version, headers,
+        /// captured body, status sent); absent when empty.
+        #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+        details: serde_json::Map<String, serde_json::Value>,
     },
     /// Raw data the client sent (or would have written), by hash.
     #[serde(rename = "payload")]
@@ -360,6 +364,7 @@ mod tests {
                 raw: "CONFIG set dir".into(),
                 truncated: false,
                 error: false,
+                details: Default::default(),
             },
             EventKind::Payload {
                 data: PayloadData::new(b"GET / HTTP/1.0\r\n", 4),

@@ -307,6 +307,7 @@ impl LogRecord {
                 raw: BytesText::from(raw.as_str()),
                 truncated: *truncated,
                 error: *error,
+                details: Default::default(),
             },
             RecordKind::Attack {
                 technique,

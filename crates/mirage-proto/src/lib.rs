@@ -6,6 +6,7 @@
 //! `fuzz/` and a property test beside it.
 #![forbid(unsafe_code)]
 pub mod ftp;
+pub mod http;
 pub mod mongodb;
 pub mod mysql;
 pub mod resp;

@@ -1,13 +1,15 @@
 //! mirage-sensor: the honeypot side of mirage.
 //!
-//! One module per emulator (Redis, MySQL, FTP, rsync, MongoDB, SSH, Telnet;
-//! each implements `mirage_net::Emulator`), the shell emulator SSH and
-//! Telnet share, the quarantine for uploaded files, the
+//! One module per emulator (Redis, MySQL, FTP, rsync, MongoDB, SSH, Telnet,
+//! HTTP, Elasticsearch; each implements `mirage_net::Emulator`), the shell
+//! emulator SSH and Telnet share, the quarantine for uploaded files, the
 //! event sinks, and [`run`], which turns a [`mirage_config::Config`] into
 //! bound listeners, serves them until shutdown and flushes the sinks.
 #![forbid(unsafe_code)]
 
+pub mod elasticsearch;
 pub mod ftp;
+pub mod http;
 pub mod mongodb;
 pub mod mysql;
 pub mod quarantine;

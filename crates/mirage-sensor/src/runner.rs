@@ -203,6 +203,24 @@ pub async fn start(config: Config) -> anyhow::Result<RunningSensor> {
             fallback: c.fallback_listen.clone(),
         });
     }
+    if config.services.http.enabled {
+        let h = &config.services.http;
+        let site = crate::http::site::Site::new(h.clone())?;
+        plan.push(ServicePlan {
+            emulator: Arc::new(crate::http::HttpEmulator::new(site)),
+            listen: h.listen.clone(),
+            fallback: h.fallback_listen.clone(),
+        });
+    }
+    if config.services.elasticsearch.enabled {
+        let e = &config.services.elasticsearch;
+        let app = crate::elasticsearch::Elasticsearch::new(e.clone(), &sensor_name);
+        plan.push(ServicePlan {
+            emulator: Arc::new(crate::http::HttpEmulator::new(app)),
+            listen: e.listen.clone(),
+            fallback: e.fallback_listen.clone(),
+        });
+    }
     if plan.is_empty() {
         bail!("no service is enabled");
     }

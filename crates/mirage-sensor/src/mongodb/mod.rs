@@ -408,6 +408,7 @@ async fn record_command(session: &Session, db: &str, cmd: &Document, error: bool
             raw: BytesText(raw),
             truncated,
             error,
+            details: Default::default(),
         })
         .await;
 }

@@ -1106,5 +1106,6 @@ pub fn command_event(name: &str, args: &[Vec<u8>], raw: &[u8], error: bool) -> E
         raw,
         truncated: truncated || cut,
         error,
+        details: Default::default(),
     }
 }

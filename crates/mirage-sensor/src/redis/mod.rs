@@ -269,6 +269,7 @@ pub fn command_event(args: &[Vec<u8>], error: bool) -> EventKind {
         raw,
         truncated: truncated || cut,
         error,
+        details: Default::default(),
     }
 }
 

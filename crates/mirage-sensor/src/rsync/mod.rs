@@ -542,6 +542,7 @@ pub(crate) async fn command(session: &Session, name: &str, args: &[&[u8]], error
             raw,
             truncated: truncated || cut,
             error,
+            details: Default::default(),
         })
         .await;
 }

@@ -61,6 +61,7 @@ pub fn effect_events(effect: Effect, quarantine: &Quarantine) -> Vec<Report> {
                     raw,
                     truncated: truncated || cut,
                     error,
+                    details: Default::default(),
                 },
                 Vec::new(),
             )]

@@ -874,6 +874,7 @@ impl russh::server::Handler for Conn {
                 raw: BytesText::capped(format!("subsystem {name}").as_bytes(), FIELD_CAP).0,
                 truncated: false,
                 error: true,
+                details: Default::default(),
             },
             Vec::new(),
         );

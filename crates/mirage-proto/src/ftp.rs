@@ -468,3 +468,39 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod chunking_tests {
+    use super::*;
+
+    /// However the stream is cut into reads, an over-long line is reported
+    /// once and the next command is found.
+    #[test]
+    fn an_overlong_line_then_a_command_in_any_chunking() {
+        let mut stream = vec![b'A'; 1 << 20];
+        stream.extend_from_slice(b"\r\nUSER ftp\r\n");
+        for chunk in [1usize, 7, 4095, 4096, 4097, 4098, 8192, 65536, 1 << 20] {
+            let mut r = LineReader::new(MAX_LINE);
+            let mut buf: Vec<u8> = Vec::new();
+            let mut frames = Vec::new();
+            for piece in stream.chunks(chunk) {
+                buf.extend_from_slice(piece);
+                loop {
+                    let (f, used) = r.next(&buf);
+                    let f = f.map(|f| match f {
+                        Frame::Line(l) => format!("line {}", String::from_utf8_lossy(l)),
+                        Frame::TooLong(_) => "too long".to_owned(),
+                    });
+                    buf.drain(..used);
+                    match f {
+                        Some(f) => frames.push(f),
+                        // Dropped bytes: what follows may be a whole line.
+                        None if used > 0 => {}
+                        None => break,
+                    }
+                }
+            }
+            assert_eq!(frames, ["too long", "line USER ftp"], "chunk {chunk}");
+        }
+    }
+}

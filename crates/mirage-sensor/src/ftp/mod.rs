@@ -240,6 +240,12 @@ impl<'s> Ftp<'s> {
             if let Some(f) = out {
                 return Ok(f);
             }
+            // The end of an over-long line was dropped: the bytes after it
+            // (the next command) are already here, so look again before
+            // waiting for more.
+            if used > 0 {
+                continue;
+            }
             self.session.read_some(&mut self.buf).await?;
         }
     }

@@ -156,7 +156,7 @@ expect "root@srv01:/tmp# " {{}} timeout {{ exit 4 }}
 send "cat /etc/os-release | grep PRETTY\r"
 expect "Debian GNU/Linux 12 (bookworm)" {{}} timeout {{ exit 5 }}
 send "foo\r"
-expect "-bash: foo: command not found" {{}} timeout {{ exit 6 }}
+expect -- "-bash: foo: command not found" {{}} timeout {{ exit 6 }}
 send "exit\r"
 expect eof
 exit 0
@@ -169,9 +169,13 @@ exit 0
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    // `expect -c` can exit 0 after a script error; the error text tells.
     assert!(
-        out.status.success(),
-        "expect failed ({:?}):\n{text}",
+        out.status.success()
+            && !text.contains("while executing")
+            && !err.contains("while executing"),
+        "expect failed ({:?}):\n{text}\n{err}",
         out.status.code()
     );
     assert!(
@@ -179,6 +183,7 @@ exit 0
         "{text}"
     );
     let ev = wait_events(&s, |e| commands(e).len() >= 5);
+    assert!(commands(&ev).len() >= 5, "{:?}", commands(&ev));
     assert_eq!(
         commands(&ev),
         [

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+mod catchall;
 mod elasticsearch;
 mod error;
 mod ftp;
@@ -29,6 +30,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use agent::{AGENT_EXAMPLE_TOML, AgentConfig};
+pub use catchall::{CatchallConfig, CatchallMode};
 pub use elasticsearch::ElasticsearchConfig;
 pub use error::ConfigError;
 pub use ftp::{FTP_FLAVORS, FtpConfig, FtpCredential, FtpFile};
@@ -120,6 +122,8 @@ pub struct Services {
     pub http: HttpConfig,
     /// Elasticsearch REST API honeypot.
     pub elasticsearch: ElasticsearchConfig,
+    /// All-port capture (every port the firewall diverts to it).
+    pub catchall: CatchallConfig,
 }
 
 impl Config {
@@ -191,6 +195,10 @@ impl Config {
             .elasticsearch
             .validate()
             .map_err(|(k, m)| (format!("services.elasticsearch.{k}"), m))?;
+        self.services
+            .catchall
+            .validate()
+            .map_err(|(k, m)| (format!("services.catchall.{k}"), m))?;
         Ok(())
     }
 

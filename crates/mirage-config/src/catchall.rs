@@ -44,7 +44,71 @@ pub struct CatchallConfig {
     pub tproxy_mark: u32,
     /// See `tproxy_mark`.
     pub tproxy_table: u32,
+    /// NFLOG group the firewall logs new TCP SYNs of diverted ports to; the
+    /// catch-all reads it and writes one `probe` event per SYN, so SYN scans
+    /// (which never complete a connection) are recorded. 0 = off. Needs
+    /// root. Default 6467.
+    pub probe_log_group: u16,
+    /// Most bytes of one session's client stream captured (inline plus
+    /// stored); raw capture ends the session there. Default 1 MiB.
+    pub payload_budget: u64,
+    /// First bytes of a capture written inline (base64) in the `payload`
+    /// event; a longer capture is also stored whole under
+    /// `payloads/<sha256>` in the data dir. Default 1024.
+    pub inline_bytes: usize,
+    /// Most bytes kept under `payloads/` in all; past it, captures are
+    /// recorded by hash only. Default 1 GiB.
+    pub payload_store_bytes: u64,
+    /// Seconds raw capture waits for the client's next bytes before closing
+    /// (a silent session still gets its connect and close events). Default 60.
+    pub data_timeout_secs: u64,
+    /// Milliseconds to wait for the client's first bytes before deciding by
+    /// port (server-speaks-first protocols) or answering a banner. Default 1000.
+    pub peek_ms: u64,
+    /// Services detection may hand a connection to (each must also be
+    /// enabled). Default all: redis, mysql, ftp, rsync, mongodb, ssh,
+    /// telnet, http, elasticsearch (HTTP to port 9200 goes to elasticsearch
+    /// when it is enabled, other HTTP to http).
+    pub handoff: Vec<String>,
+    /// Text sent on raw-capture ports when the client stayed silent through
+    /// `peek_ms` (`[[services.catchall.banners]]` with `port` and `text`;
+    /// TOML escapes such as `\r\n` work). Default none.
+    pub banners: Vec<CatchallBanner>,
+    /// Most UDP flows (source, original destination) remembered at once;
+    /// one `payload` event is written per flow. Default 4096.
+    pub udp_max_flows: usize,
+    /// Seconds after its last datagram a UDP flow is forgotten (a later
+    /// datagram starts a new flow and a new event). Default 60.
+    pub udp_flow_idle_secs: u64,
+    /// Most UDP flow events per second; datagrams of new flows past it are
+    /// counted, not recorded. Default 1000.
+    pub udp_max_events_per_sec: u32,
+    /// Bytes of a flow's first datagram kept in its event. Default 2048.
+    pub udp_max_datagram_bytes: usize,
 }
+
+/// A banner the catch-all sends on a raw-capture port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatchallBanner {
+    /// Destination port (1-65535).
+    pub port: u16,
+    /// Text sent.
+    pub text: String,
+}
+
+/// Services the catch-all can hand a session to.
+pub const HANDOFF_SERVICES: &[&str] = &[
+    "redis",
+    "mysql",
+    "ftp",
+    "rsync",
+    "mongodb",
+    "ssh",
+    "telnet",
+    "http",
+    "elasticsearch",
+];
 
 impl Default for CatchallConfig {
     fn default() -> Self {
@@ -56,6 +120,18 @@ impl Default for CatchallConfig {
             exclude_ports: Vec::new(),
             tproxy_mark: 0x6d67,
             tproxy_table: 6467,
+            probe_log_group: 6467,
+            payload_budget: 1 << 20,
+            inline_bytes: 1024,
+            payload_store_bytes: 1 << 30,
+            data_timeout_secs: 60,
+            peek_ms: 1000,
+            handoff: HANDOFF_SERVICES.iter().map(|s| (*s).to_owned()).collect(),
+            banners: Vec::new(),
+            udp_max_flows: 4096,
+            udp_flow_idle_secs: 60,
+            udp_max_events_per_sec: 1000,
+            udp_max_datagram_bytes: 2048,
         }
     }
 }
@@ -108,7 +184,61 @@ impl CatchallConfig {
                 "must not be 0 or a kernel table (253-255)".into(),
             ));
         }
+        if self.payload_budget == 0 {
+            return Err(("payload_budget".into(), "must be at least 1".into()));
+        }
+        if self.inline_bytes as u64 > self.payload_budget {
+            return Err((
+                "inline_bytes".into(),
+                "must not exceed payload_budget".into(),
+            ));
+        }
+        if self.data_timeout_secs == 0 {
+            return Err(("data_timeout_secs".into(), "must be at least 1".into()));
+        }
+        if self.peek_ms > 60_000 {
+            return Err(("peek_ms".into(), "must be at most 60000".into()));
+        }
+        if let Some(bad) = self
+            .handoff
+            .iter()
+            .find(|s| !HANDOFF_SERVICES.contains(&s.as_str()))
+        {
+            return Err((
+                "handoff".into(),
+                format!(
+                    "unknown service '{bad}' (known: {})",
+                    HANDOFF_SERVICES.join(", ")
+                ),
+            ));
+        }
+        if self.banners.iter().any(|b| b.port == 0) {
+            return Err(("banners".into(), "ports are 1-65535".into()));
+        }
+        if self.banners.iter().any(|b| b.text.len() > 4096) {
+            return Err(("banners".into(), "a banner is at most 4096 bytes".into()));
+        }
+        if self.udp_max_flows == 0 || self.udp_max_events_per_sec == 0 {
+            return Err((
+                "udp_max_flows".into(),
+                "udp_max_flows and udp_max_events_per_sec must be at least 1".into(),
+            ));
+        }
+        if self.udp_max_datagram_bytes > 65_535 {
+            return Err((
+                "udp_max_datagram_bytes".into(),
+                "must be at most 65535".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The banner configured for `port`, if any.
+    pub fn banner_for(&self, port: u16) -> Option<&str> {
+        self.banners
+            .iter()
+            .find(|b| b.port == port)
+            .map(|b| b.text.as_str())
     }
 }
 
@@ -133,6 +263,15 @@ mod tests {
             ),
             ("exclude_ports = [0]", "services.catchall.exclude_ports"),
             ("tproxy_table = 254", "services.catchall.tproxy_table"),
+            ("handoff = [\"gopher\"]", "services.catchall.handoff"),
+            (
+                "inline_bytes = 10\npayload_budget = 5",
+                "services.catchall.inline_bytes",
+            ),
+            (
+                "[[services.catchall.banners]]\nport = 0\ntext = \"x\"",
+                "services.catchall.banners",
+            ),
         ] {
             let e = Config::parse(&format!("[services.catchall]\n{text}\n"), "c.toml").unwrap_err();
             assert!(e.to_string().contains(key), "{text}: {e}");

@@ -30,7 +30,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use agent::{AGENT_EXAMPLE_TOML, AgentConfig};
-pub use catchall::{CatchallConfig, CatchallMode};
+pub use catchall::{CatchallBanner, CatchallConfig, CatchallMode, HANDOFF_SERVICES};
 pub use elasticsearch::ElasticsearchConfig;
 pub use error::ConfigError;
 pub use ftp::{FTP_FLAVORS, FtpConfig, FtpCredential, FtpFile};
@@ -63,6 +63,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "telnet",
     "http",
     "elasticsearch",
+    "catchall",
 ];
 
 /// Deserialize TOML `text` into any config type with the one-line error
@@ -259,6 +260,12 @@ impl Config {
         self.services.elasticsearch.enabled = !addrs.is_empty();
         self.services.elasticsearch.listen = addrs;
         self.services.elasticsearch.fallback_listen = Vec::new();
+        // The catch-all: TCP on the given address; UDP on the same address
+        // when it is one (so `--service catchall=0.0.0.0:65530` captures both).
+        let addrs = pick("catchall");
+        self.services.catchall.enabled = !addrs.is_empty();
+        self.services.catchall.udp_listen = addrs.clone();
+        self.services.catchall.listen = addrs;
         Ok(())
     }
 }

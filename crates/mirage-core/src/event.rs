@@ -245,6 +245,48 @@ pub enum EventKind {
         #[serde(flatten)]
         data: PayloadData,
     },
+    /// The catch-all recognised the protocol of a connection (from its first
+    /// bytes, or from the port when the client stayed silent) and, when the
+    /// matching emulator is enabled, handed the session to it: later events
+    /// of the session carry that emulator's `service`.
+    #[serde(rename = "detect")]
+    Detect {
+        /// `tls`, `http`, `ssh`, `redis`, `mongodb`, `telnet`, `rsync`,
+        /// `ftp`, `smtp`, `mysql`, … .
+        protocol: String,
+        /// `bytes` (the client's first bytes) or `port` (silent client, a
+        /// server-speaks-first port).
+        by: String,
+        /// The service the session was handed to; absent when none is
+        /// enabled for the protocol (raw capture goes on).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        handoff: Option<String>,
+    },
+    /// A TLS ClientHello, fingerprinted, before the sensor terminated TLS.
+    #[serde(rename = "tls.hello")]
+    TlsHello {
+        /// Server name indication, escaped; absent when not sent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sni: Option<BytesText>,
+        /// ALPN protocols offered, escaped, in order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        alpn: Vec<BytesText>,
+        /// The JA3 string (`version,ciphers,extensions,curves,formats`).
+        ja3: String,
+        /// md5 of `ja3`, hex.
+        ja3_hash: String,
+        /// The JA4 fingerprint.
+        ja4: String,
+    },
+    /// A TCP SYN the firewall diverted to the catch-all, seen whether or not
+    /// the connection completes (a SYN scan never does); one per SYN.
+    #[serde(rename = "probe")]
+    Probe {
+        /// IP TTL (hop limit) of the SYN.
+        ttl: u8,
+        /// TCP window of the SYN (scanners use telltale values: nmap 1024).
+        window: u16,
+    },
     /// An agent's firewall steered a connection of a decided source: the
     /// envelope's `dst_ip`/`dst_port` are what the source aimed at on the
     /// agent's host, `service` the service mapped to that port, `sensor` the
@@ -277,6 +319,9 @@ impl EventKind {
             EventKind::Attack { .. } => "attack",
             EventKind::ProtocolError { .. } => "protocol.error",
             EventKind::Steer { .. } => "steer",
+            EventKind::Detect { .. } => "detect",
+            EventKind::TlsHello { .. } => "tls.hello",
+            EventKind::Probe { .. } => "probe",
         }
     }
 }
@@ -383,6 +428,22 @@ mod tests {
                 agent: "0193a1b2-web1".into(),
                 action: "deceive".into(),
                 to: Some("10.98.0.2:2222".into()),
+            },
+            EventKind::Detect {
+                protocol: "redis".into(),
+                by: "bytes".into(),
+                handoff: Some("redis".into()),
+            },
+            EventKind::TlsHello {
+                sni: Some("example.test".into()),
+                alpn: vec!["h2".into(), "http/1.1".into()],
+                ja3: "771,4865,0-10,29,0".into(),
+                ja3_hash: "00".into(),
+                ja4: "t13d0102h2_000000000000_000000000000".into(),
+            },
+            EventKind::Probe {
+                ttl: 64,
+                window: 1024,
             },
         ];
         for k in kinds {

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Emulator;
+use crate::divert::Divert;
 use crate::emit::EventTx;
 use crate::limits::{ConnLimiter, Limits};
 use crate::session::{Session, SessionEnd, tcp_event};
@@ -26,6 +27,7 @@ use crate::session::{Session, SessionEnd, tcp_event};
 pub struct BoundListener {
     listener: TcpListener,
     addr: SocketAddr,
+    divert: Divert,
 }
 
 impl BoundListener {
@@ -38,6 +40,13 @@ impl BoundListener {
 /// Bind a TCP listener. IPv6 sockets are v6-only so `0.0.0.0:P` and `[::]:P`
 /// can be bound side by side.
 pub fn bind_listener(addr: SocketAddr) -> std::io::Result<BoundListener> {
+    bind_diverted(addr, Divert::None)
+}
+
+/// Bind a TCP listener that receives connections the firewall diverted to
+/// it: transparent under [`Divert::Tproxy`] (needs root), and every session
+/// records its connection's original destination as `local`.
+pub fn bind_diverted(addr: SocketAddr, divert: Divert) -> std::io::Result<BoundListener> {
     let domain = if addr.is_ipv6() {
         Domain::IPV6
     } else {
@@ -48,12 +57,19 @@ pub fn bind_listener(addr: SocketAddr) -> std::io::Result<BoundListener> {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(true)?;
+    if divert == Divert::Tproxy {
+        crate::divert::set_transparent(&socket, addr.is_ipv6())?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
     let listener = TcpListener::from_std(socket.into())?;
     let addr = listener.local_addr()?;
-    Ok(BoundListener { listener, addr })
+    Ok(BoundListener {
+        listener,
+        addr,
+        divert,
+    })
 }
 
 /// Runs listeners and tracks their sessions.
@@ -78,6 +94,26 @@ impl Harness {
     /// The token cancelled when shutdown begins.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+
+    /// The sensor name events carry.
+    pub fn sensor(&self) -> &str {
+        &self.sensor
+    }
+
+    /// Where events go (for tasks that emit outside a session: UDP flows,
+    /// probes).
+    pub fn events(&self) -> EventTx {
+        self.events.clone()
+    }
+
+    /// Run a background task (a UDP receiver, a probe reader) that shutdown
+    /// waits for; it should end when [`Harness::shutdown_token`] fires.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tracker.spawn(task);
     }
 
     /// Serve `listener` with `emulator` until shutdown.
@@ -148,14 +184,15 @@ impl AcceptLoop {
                 }
             };
             let peer = SocketAddr::new(canonical(peer.ip()), peer.port());
-            let local = stream
-                .local_addr()
+            let local = crate::divert::original_dst(&stream, listener.divert)
                 .map(|a| SocketAddr::new(canonical(a.ip()), a.port()))
                 .unwrap_or(listener.addr);
             let _ = stream.set_nodelay(true);
             match self.limiter.claim(permit, peer.ip()) {
                 Some(slot) => {
-                    let session = Session::new(
+                    // Boxed: the session then moves into its task as a
+                    // pointer instead of being copied into each future layer.
+                    let session = Box::new(Session::new(
                         stream,
                         self.service.clone(),
                         self.sensor.clone(),
@@ -164,7 +201,7 @@ impl AcceptLoop {
                         self.limits.clone(),
                         self.events.clone(),
                         self.shutdown.clone(),
-                    );
+                    ));
                     let emulator = self.emulator.clone();
                     self.tracker.spawn(async move {
                         run_session(session, emulator).await;
@@ -193,8 +230,11 @@ impl AcceptLoop {
     }
 }
 
-async fn run_session(mut session: Session, emulator: Arc<dyn Emulator>) {
-    session.emit(EventKind::SessionConnect {}).await;
+async fn run_session(mut session: Box<Session>, emulator: Arc<dyn Emulator>) {
+    // The emits and the close are boxed: their futures hold whole events,
+    // and inline they would sit in every session task for its whole life
+    // (this task is most of an idle connection's memory).
+    Box::pin(session.emit(EventKind::SessionConnect {})).await;
     let served = AssertUnwindSafe(emulator.serve(&mut session))
         .catch_unwind()
         .await;
@@ -213,14 +253,14 @@ async fn run_session(mut session: Session, emulator: Arc<dyn Emulator>) {
             mirage_core::CloseReason::Error
         }
     };
-    session.close().await;
+    Box::pin(session.close()).await;
     let kind = EventKind::SessionClose {
         duration_ms: session.elapsed().as_millis() as u64,
         bytes_in: session.bytes_in(),
         bytes_out: session.bytes_out(),
         reason,
     };
-    session.emit(kind).await;
+    Box::pin(session.emit(kind)).await;
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) written as IPv4, so the same

@@ -6,22 +6,27 @@
 //! binding (IPv4 and IPv6), TLS upgrades and self-signed certificates
 //! ([`tls`]), global and per-source connection caps, handshake
 //! and idle timeouts, a per-session byte budget, graceful shutdown and the
-//! `session.connect` / `session.close` events. This is the only crate that
-//! may use `unsafe` (socket options the std API lacks, in later issues).
+//! `session.connect` / `session.close` events, and for the catch-all the
+//! original destination of diverted traffic ([`divert`]) and the SYN probes
+//! the firewall logs ([`nflog`]). This is the only crate that may use
+//! `unsafe` (socket options the std API lacks; nix and socket2 wrap most).
 
+pub mod divert;
 pub mod emit;
 pub mod harness;
 pub mod limits;
+pub mod nflog;
 pub mod rlimit;
 pub mod session;
 pub mod signed_post;
 pub mod tls;
 
+pub use divert::{Datagram, Divert, DivertedUdp};
 pub use emit::{EventRx, EventTx, event_channel};
-pub use harness::{BoundListener, Harness, bind_listener};
+pub use harness::{BoundListener, Harness, bind_diverted, bind_listener};
 pub use limits::{ConnLimiter, Limits};
 pub use rlimit::raise_fd_limit;
-pub use session::{Session, SessionEnd};
+pub use session::{Session, SessionEnd, Tap, envelope};
 
 use async_trait::async_trait;
 

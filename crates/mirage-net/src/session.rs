@@ -4,6 +4,14 @@
 //! handshake/idle timeouts, the maximum duration and shutdown apply to every
 //! emulator the same way. A read buffer is grown only once the socket is
 //! readable, so an idle connection holds no buffer at all.
+//!
+//! Three hooks exist for the catch-all, which looks at the first bytes
+//! before it knows which emulator should have the connection:
+//! [`Session::unread`] gives bytes back so the next read returns them first
+//! (and [`Session::start_tls`] feeds them to rustls, so a ClientHello already
+//! read still starts the handshake); [`Session::set_service`] re-labels the
+//! session's events when it is handed to another emulator; and a [`Tap`]
+//! sees every byte the client sends from then on (decrypted, under TLS).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -81,10 +89,17 @@ impl SessionEnd {
 /// Largest single read; bigger inputs arrive over several reads.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// Sees the client's bytes as they are read (after TLS decryption), once
+/// each: bytes given back with [`Session::unread`] are not shown again.
+pub trait Tap: Send + Sync {
+    /// `data` was just read from the client.
+    fn observe(&mut self, data: &[u8]);
+}
+
 /// The connection, in clear or after a TLS upgrade.
 enum Stream {
     Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<Rewind>>),
     /// Only while an upgrade is in progress (or after it failed).
     Gone,
 }
@@ -104,6 +119,9 @@ pub struct Session {
     limits: Arc<Limits>,
     events: EventTx,
     shutdown: CancellationToken,
+    /// Bytes given back by [`Session::unread`], returned by the next read.
+    pushback: Option<BytesMut>,
+    tap: Option<Box<dyn Tap>>,
 }
 
 impl Session {
@@ -135,7 +153,44 @@ impl Session {
             limits,
             events,
             shutdown,
+            pushback: None,
+            tap: None,
         }
+    }
+
+    /// Give `data` back: the next read returns it (before anything new from
+    /// the socket), and [`Session::start_tls`] hands it to the TLS server
+    /// as the start of the handshake. Given-back bytes were already counted
+    /// in [`Session::bytes_in`] and are not counted again. Called twice
+    /// without a read in between, the second call's bytes come first.
+    pub fn unread(&mut self, data: BytesMut) {
+        if data.is_empty() {
+            return;
+        }
+        self.pushback = Some(match self.pushback.take() {
+            Some(rest) => {
+                let mut d = data;
+                d.extend_from_slice(&rest);
+                d
+            }
+            None => data,
+        });
+    }
+
+    /// Re-label this session's later events (the catch-all handing the
+    /// connection to an emulator); the session id stays.
+    pub fn set_service(&mut self, service: Arc<str>) {
+        self.service = service;
+    }
+
+    /// The service name written into this session's events.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// Show every byte read from now on to `tap`; returns the previous tap.
+    pub fn set_tap(&mut self, tap: Option<Box<dyn Tap>>) -> Option<Box<dyn Tap>> {
+        std::mem::replace(&mut self.tap, tap)
     }
 
     /// Session id shared by all its events.
@@ -174,6 +229,19 @@ impl Session {
     /// Never reads past the byte budget: once it is spent, returns
     /// [`SessionEnd::ByteBudget`].
     pub async fn read_some(&mut self, buf: &mut BytesMut) -> Result<usize, SessionEnd> {
+        if let Some(back) = self.pushback.take() {
+            buf.extend_from_slice(&back);
+            return Ok(back.len());
+        }
+        let before = buf.len();
+        let r = self.read_socket(buf).await;
+        if let (Ok(_), Some(tap)) = (&r, self.tap.as_mut()) {
+            tap.observe(&buf[before..]);
+        }
+        r
+    }
+
+    async fn read_socket(&mut self, buf: &mut BytesMut) -> Result<usize, SessionEnd> {
         let remaining = self.limits.byte_budget.saturating_sub(self.bytes_in);
         if remaining == 0 {
             return Err(SessionEnd::ByteBudget);
@@ -251,11 +319,41 @@ impl Session {
         }
     }
 
+    /// Wait, holding no buffer, until the client has sent something (or
+    /// closed), up to `wait`; then [`Session::read_some`] returns at once.
+    /// An idle connection parked here costs little memory. Ends with
+    /// [`SessionEnd::HandshakeTimeout`] (nothing received yet) or
+    /// [`SessionEnd::IdleTimeout`] when `wait` passes.
+    pub async fn wait_readable(&mut self, wait: std::time::Duration) -> Result<(), SessionEnd> {
+        let end = if self.bytes_in == 0 {
+            SessionEnd::HandshakeTimeout
+        } else {
+            SessionEnd::IdleTimeout
+        };
+        if self.pushback.is_some() {
+            return Ok(());
+        }
+        let Stream::Plain(s) = &self.stream else {
+            // Under TLS buffered plaintext may be waiting: let the read tell.
+            return Ok(());
+        };
+        tokio::select! {
+            r = tokio::time::timeout(wait, s.readable()) => match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(SessionEnd::from_io(e)),
+                Err(_) => Err(end),
+            },
+            _ = self.shutdown.cancelled() => Err(SessionEnd::Shutdown),
+        }
+    }
+
     /// Switch the connection to TLS as its server (after a STARTTLS-style
-    /// command was answered). Bytes already read past the command must be
-    /// none: a client that pipelined data after the command broke the
-    /// protocol, and the caller should refuse before calling this. On
-    /// failure the session is unusable and the caller should end it.
+    /// command was answered, or on a ClientHello the catch-all read and gave
+    /// back with [`Session::unread`]: given-back bytes are the start of the
+    /// handshake). A STARTTLS emulator must not call this with pipelined
+    /// data after the command given back: a client that did that broke the
+    /// protocol, and the caller should refuse first. On failure the session
+    /// is unusable and the caller should end it.
     pub async fn start_tls(
         &mut self,
         acceptor: &tokio_rustls::TlsAcceptor,
@@ -267,7 +365,11 @@ impl Session {
             .limits
             .handshake_timeout
             .unwrap_or(std::time::Duration::from_secs(60));
-        let accept = tokio::time::timeout(wait, acceptor.accept(tcp));
+        let rewind = Rewind {
+            prefix: self.pushback.take(),
+            inner: tcp,
+        };
+        let accept = tokio::time::timeout(wait, acceptor.accept(rewind));
         let done = tokio::select! {
             r = accept => r,
             _ = self.shutdown.cancelled() => return Err(SessionEnd::Shutdown),
@@ -350,6 +452,53 @@ impl Session {
     }
 }
 
+/// A TCP stream that first replays bytes already read from it (a ClientHello
+/// the catch-all looked at), so rustls sees the handshake from its start.
+struct Rewind {
+    prefix: Option<BytesMut>,
+    inner: TcpStream,
+}
+
+impl tokio::io::AsyncRead for Rewind {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Some(prefix) = self.prefix.as_mut() {
+            let n = prefix.len().min(buf.remaining());
+            buf.put_slice(&prefix.split_to(n));
+            if prefix.is_empty() {
+                self.prefix = None;
+            }
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// A TCP event stamped now with the shared envelope: what [`Session::event`]
 /// writes, and what the harness writes for a connection it refuses before a
 /// session exists.
@@ -361,18 +510,40 @@ pub(crate) fn tcp_event(
     session: Uuid,
     kind: EventKind,
 ) -> Event {
+    envelope(
+        sensor,
+        service,
+        Transport::Tcp,
+        peer,
+        local,
+        Some(session),
+        kind,
+    )
+}
+
+/// An event stamped now, for emitters outside a [`Session`] (UDP flows,
+/// probes seen by the firewall): `src` is the client, `dst` where it aimed.
+pub fn envelope(
+    sensor: &str,
+    service: &str,
+    transport: Transport,
+    src: SocketAddr,
+    dst: SocketAddr,
+    session: Option<Uuid>,
+    kind: EventKind,
+) -> Event {
     Event {
         schema: SCHEMA_VERSION,
         id: mirage_core::new_id(),
         ts: Utc::now(),
         sensor: sensor.to_owned(),
         service: service.to_owned(),
-        transport: Transport::Tcp,
-        src_ip: peer.ip(),
-        src_port: Some(peer.port()),
-        dst_ip: Some(local.ip()),
-        dst_port: Some(local.port()),
-        session: Some(session),
+        transport,
+        src_ip: src.ip(),
+        src_port: Some(src.port()),
+        dst_ip: Some(dst.ip()),
+        dst_port: Some(dst.port()),
+        session,
         tags: Vec::new(),
         kind,
     }

@@ -5,6 +5,7 @@
 //! Attackers write the input, so every parser here has a fuzz target in
 //! `fuzz/` and a property test beside it.
 #![forbid(unsafe_code)]
+pub mod detect;
 pub mod ftp;
 pub mod http;
 pub mod mongodb;

@@ -12,6 +12,10 @@
 //! length identify the sample), but its bytes are not kept. The same file
 //! uploaded twice is stored once.
 //!
+//! The catch-all keeps captured client streams the same way, in a sibling
+//! store (`payloads/`, opened with [`Quarantine::open_named`]) with its own
+//! quota.
+//!
 //! File I/O is synchronous: uploads arrive in socket-sized chunks and the
 //! writes go to the page cache, so they cost less than a hop to a blocking
 //! thread would.
@@ -31,6 +35,8 @@ pub const DIR_NAME: &str = "quarantine";
 #[derive(Debug)]
 pub struct Quarantine {
     dir: PathBuf,
+    /// The directory's name under the data dir (`quarantine`, `payloads`).
+    name: String,
     max_file: u64,
     max_total: u64,
     /// Bytes kept or reserved by uploads in progress.
@@ -57,7 +63,17 @@ impl Quarantine {
     /// Open (creating) `data_dir/quarantine` and count what it already holds
     /// against the quota. Temporary files left by a crash are removed.
     pub fn open(data_dir: &Path, max_file_bytes: u64, max_total_bytes: u64) -> io::Result<Self> {
-        let dir = data_dir.join(DIR_NAME);
+        Self::open_named(data_dir, DIR_NAME, max_file_bytes, max_total_bytes)
+    }
+
+    /// As [`Quarantine::open`], for the store `data_dir/name`.
+    pub fn open_named(
+        data_dir: &Path,
+        name: &str,
+        max_file_bytes: u64,
+        max_total_bytes: u64,
+    ) -> io::Result<Self> {
+        let dir = data_dir.join(name);
         fs::create_dir_all(&dir)?;
         let mut used = 0u64;
         for entry in fs::read_dir(&dir)? {
@@ -75,6 +91,7 @@ impl Quarantine {
         }
         Ok(Quarantine {
             dir,
+            name: name.to_owned(),
             max_file: max_file_bytes,
             max_total: max_total_bytes,
             used: AtomicU64::new(used),
@@ -96,7 +113,20 @@ impl Quarantine {
     /// byte, so an empty or refused upload touches no disk.
     pub fn begin(&self) -> Upload<'_> {
         Upload {
-            q: self,
+            q: QRef::Borrowed(self),
+            hasher: Sha256::new(),
+            len: 0,
+            file: None,
+            reserved: 0,
+            keeping: true,
+        }
+    }
+
+    /// As [`Quarantine::begin`], for an upload that outlives the borrow (a
+    /// capture owned by a session's tap).
+    pub fn begin_owned(self: &std::sync::Arc<Self>) -> Upload<'static> {
+        Upload {
+            q: QRef::Shared(self.clone()),
             hasher: Sha256::new(),
             len: 0,
             file: None,
@@ -130,7 +160,7 @@ impl Quarantine {
 /// [`Upload::finish`]. Dropped unfinished, it removes its temporary file and
 /// gives its reservation back.
 pub struct Upload<'q> {
-    q: &'q Quarantine,
+    q: QRef<'q>,
     hasher: Sha256,
     len: u64,
     file: Option<(File, PathBuf)>,
@@ -138,6 +168,22 @@ pub struct Upload<'q> {
     reserved: u64,
     /// False once a cap was broken: the rest is only hashed.
     keeping: bool,
+}
+
+/// The store an upload writes to, borrowed or shared.
+enum QRef<'q> {
+    Borrowed(&'q Quarantine),
+    Shared(std::sync::Arc<Quarantine>),
+}
+
+impl std::ops::Deref for QRef<'_> {
+    type Target = Quarantine;
+    fn deref(&self) -> &Quarantine {
+        match self {
+            QRef::Borrowed(q) => q,
+            QRef::Shared(q) => q,
+        }
+    }
 }
 
 impl Upload<'_> {
@@ -201,7 +247,7 @@ impl Upload<'_> {
         };
         drop(file);
         let dest = self.q.dir.join(&sha256);
-        let rel = Some(format!("{DIR_NAME}/{sha256}"));
+        let rel = Some(format!("{}/{sha256}", self.q.name));
         if dest.exists() {
             let _ = fs::remove_file(&tmp);
             self.q.release(self.reserved);

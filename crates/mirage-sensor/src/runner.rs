@@ -221,13 +221,27 @@ pub async fn start(config: Config) -> anyhow::Result<RunningSensor> {
             fallback: e.fallback_listen.clone(),
         });
     }
-    if plan.is_empty() {
+    // The catch-all hands sessions to the emulators built above (the same
+    // instances, sharing their state).
+    let mut catchall = if config.services.catchall.enabled {
+        let emulators: crate::catchall::Emulators = plan
+            .iter()
+            .map(|p| (p.emulator.service().to_owned(), p.emulator.clone()))
+            .collect();
+        Some(crate::catchall::setup::prepare(&config, &emulators)?)
+    } else {
+        None
+    };
+    if plan.is_empty() && catchall.is_none() {
         bail!("no service is enabled");
     }
     let mut listeners = Vec::new();
     for p in plan {
         let bound = bind_service(p.emulator.service(), &p.listen, &p.fallback)?;
         listeners.push((p.emulator, bound));
+    }
+    if let Some(c) = catchall.as_mut() {
+        listeners.push((c.emulator.clone(), std::mem::take(&mut c.tcp)));
     }
 
     let (tx, rx) = event_channel(config.sensor.event_queue);
@@ -264,6 +278,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningSensor> {
             bound.push((emu.service().to_owned(), l.local_addr()));
             harness.serve(l, emu.clone(), limits.clone());
         }
+    }
+    if let Some(c) = catchall {
+        c.spawn_background(&harness);
     }
     Ok(RunningSensor {
         harness,

@@ -31,6 +31,9 @@ pub enum Command {
     /// Analyse captures (mirage JSONL, tcppc-go, netfilter LOG lines): counts,
     /// top ports, scans, countries, payload search; text, JSON, CSV or HTML.
     Report(Box<mirage_report::ReportArgs>),
+    /// Load generator and bare accept loop for floods and benchmarks.
+    #[command(name = "x-connflood", hide = true)]
+    ConnFlood(crate::connflood::FloodArgs),
     /// Print shell completions.
     Completions {
         /// Shell to generate for.

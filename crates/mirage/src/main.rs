@@ -6,6 +6,7 @@
 
 mod agent_cmd;
 mod cli;
+mod connflood;
 mod sensor_cmd;
 mod server_cmd;
 
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => agent_cmd::run(args),
         Command::Init(args) => init(args),
         Command::Report(args) => mirage_report::run(*args),
+        Command::ConnFlood(args) => connflood::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "mirage", &mut std::io::stdout());
             ExitCode::SUCCESS

@@ -81,6 +81,63 @@ impl Sensor {
         panic!("the sensor could not bind a free port in 5 tries");
     }
 
+    /// Start `mirage sensor ARGS…` inside the network namespace `ns`, with
+    /// `config` written to `dir/mirage.toml` and events under `dir/events`;
+    /// returns once it listens on TCP `addr` there (its own namespace, so
+    /// no other test can take the port).
+    pub fn start_in_netns(
+        ns: &Netns,
+        config: &str,
+        args: &[&str],
+        dir: tempfile::TempDir,
+        addr: SocketAddr,
+    ) -> Sensor {
+        let cfg = dir.path().join("mirage.toml");
+        std::fs::write(&cfg, config).unwrap();
+        let mut child = ns
+            .cmd(env!("CARGO_BIN_EXE_mirage"))
+            .args(["sensor", "--config"])
+            .arg(&cfg)
+            .args(args)
+            .arg("--log-dir")
+            .arg(dir.path().join("events"))
+            .args(["--name", "test-sensor"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // `ip netns exec` execs the program: the child's pid is the sensor's.
+        let owner = format!("pid={},", child.id());
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut err);
+                }
+                let _ = child.wait();
+                panic!("the sensor exited ({status}): {err}");
+            }
+            let ss = ns
+                .cmd("ss")
+                .args(["-Hltnp", &format!("sport = :{}", addr.port())])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&ss.stdout).contains(&owner) {
+                return Sensor {
+                    child: Some(child),
+                    addr,
+                    dir,
+                };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the sensor did not listen on {addr} within 20 s");
+    }
+
     pub fn port(&self) -> u16 {
         self.addr.port()
     }

@@ -4,11 +4,13 @@
 //! connection with its addresses, byte counters, timeouts and an event
 //! emitter. Everything that is the same for every honeypot lives here:
 //! binding (IPv4 and IPv6), TLS upgrades and self-signed certificates
-//! ([`tls`]), global and per-source connection caps, handshake
+//! ([`tls`]), certificates issued on the fly per SNI by a local CA
+//! ([`cert_authority`]), global and per-source connection caps, handshake
 //! and idle timeouts, a per-session byte budget, graceful shutdown and the
 //! `session.connect` / `session.close` events. This is the only crate that
 //! may use `unsafe` (socket options the std API lacks, in later issues).
 
+pub mod cert_authority;
 pub mod emit;
 pub mod harness;
 pub mod limits;
@@ -17,6 +19,7 @@ pub mod session;
 pub mod signed_post;
 pub mod tls;
 
+pub use cert_authority::CertAuthority;
 pub use emit::{EventRx, EventTx, event_channel};
 pub use harness::{BoundListener, Harness, bind_listener};
 pub use limits::{ConnLimiter, Limits};

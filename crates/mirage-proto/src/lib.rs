@@ -14,3 +14,4 @@ pub mod rsync;
 pub mod shell;
 pub mod syslog;
 pub mod telnet;
+pub mod tls_hello;

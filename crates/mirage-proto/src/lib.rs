@@ -11,6 +11,7 @@ pub mod mongodb;
 pub mod mysql;
 pub mod resp;
 pub mod rsync;
+pub mod sftp;
 pub mod shell;
 pub mod syslog;
 pub mod telnet;

@@ -24,7 +24,7 @@ pub use emit::{EventRx, EventTx, event_channel};
 pub use harness::{BoundListener, Harness, bind_listener};
 pub use limits::{ConnLimiter, Limits};
 pub use rlimit::raise_fd_limit;
-pub use session::{Session, SessionEnd};
+pub use session::{PeekedHello, Session, SessionEnd};
 
 use async_trait::async_trait;
 

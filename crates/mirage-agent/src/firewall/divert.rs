@@ -225,6 +225,7 @@ fn service_ports(config: &Config) -> BTreeSet<u16> {
             &s.telnet.fallback_listen,
         ),
         (s.http.enabled, &s.http.listen, &s.http.fallback_listen),
+        (s.https.enabled, &s.https.listen, &s.https.fallback_listen),
         (
             s.elasticsearch.enabled,
             &s.elasticsearch.listen,
@@ -386,16 +387,16 @@ mod tests {
     #[test]
     fn redirect_plan_excludes_services_session_and_configured_ports() {
         let c = config(
-            "[services.catchall]\nexclude_ports = [8443]\n[services.ssh]\nenabled = false\n",
+            "[services.catchall]\nexclude_ports = [7443]\n[services.ssh]\nenabled = false\n",
         );
         let plan = DivertPlan::from_config(&c, &[10022], Some(2200)).unwrap();
         assert_eq!(plan.tcp_port, 65530);
         // Redis's ports are excluded, disabled SSH's are not.
-        for p in [6379, 16379, 8443, 10022, 2200] {
+        for p in [6379, 16379, 443, 8443, 10022, 2200] {
             assert!(plan.exclude_tcp.contains(&p), "{p}");
         }
         assert!(!plan.exclude_tcp.contains(&22));
-        assert!(plan.exclude_udp.contains(&8443) && !plan.exclude_udp.contains(&6379));
+        assert!(plan.exclude_udp.contains(&7443) && !plan.exclude_udp.contains(&6379));
         let text = plan.render();
         assert!(
             text.contains("meta l4proto tcp redirect to :65530"),

@@ -31,6 +31,7 @@ APT_PACKAGES=(
   telnet                     # Telnet honeypot: a real telnet client
   nginx                      # the real server the HTTP honeypot's pages are compared with (tests) and benchmarked against
   wrk                        # HTTP load generator for bench/http
+  tshark                     # JA3 of the ClientHello fixtures by Wireshark's dissector (text2pcap comes with it)
 )
 
 missing=()

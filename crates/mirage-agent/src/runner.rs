@@ -293,7 +293,7 @@ fn stored_agent_id(state_dir: &Path) -> Result<String, AgentError> {
     match std::fs::read_to_string(&path) {
         Ok(s) => {
             let id = s.trim();
-            if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            if !mirage_config::agent::valid_agent_id(id) {
                 return Err(AgentError::State {
                     path: path.clone(),
                     message: "not an agent id (remove the file to get a new one)".into(),

@@ -26,7 +26,18 @@ pub const AGENT_EXAMPLE_TOML: &str = include_str!("agent.example.toml");
 /// Longest source name: it names files in the state directory.
 const MAX_SOURCE_NAME: usize = 64;
 /// Longest agent id (it travels in every heartbeat).
-const MAX_AGENT_ID: usize = 64;
+pub const MAX_AGENT_ID: usize = 64;
+
+/// Whether `id` can be an agent id: 1 to [`MAX_AGENT_ID`] letters, digits,
+/// `.`, `_` or `-`. One rule for the agent's config, its stored id and the
+/// server's policy API, so an id that ships logs can also enroll.
+pub fn valid_agent_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_AGENT_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
 
 /// The whole agent configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,7 +58,8 @@ pub struct AgentConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentSection {
-    /// This agent's id in heartbeats. Empty: a UUID generated on first start
+    /// This agent's id in heartbeats and policy requests (letters, digits,
+    /// `.`, `_`, `-`; at most 64). Empty: a UUID generated on first start
     /// and kept in `state_dir/agent-id`. Default empty.
     pub id: String,
     /// Host name written into records that do not carry their own. Empty:
@@ -724,10 +736,10 @@ impl AgentConfig {
     /// Check values the types cannot: returns the dotted key and the problem.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let a = &self.agent;
-        if a.id.len() > MAX_AGENT_ID || !a.id.bytes().all(|b| b.is_ascii_graphic()) {
+        if !a.id.is_empty() && !valid_agent_id(&a.id) {
             return Err((
                 "agent.id".into(),
-                format!("at most {MAX_AGENT_ID} printable ASCII characters, no spaces"),
+                format!("at most {MAX_AGENT_ID} letters, digits, '.', '_' or '-'"),
             ));
         }
         if a.state_dir.as_os_str().is_empty() {
@@ -827,6 +839,18 @@ impl AgentConfig {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn agent_ids_follow_the_policy_api_rule() {
+        for ok in ["web-1", "host_2.example", "0193a1b2-c3d4"] {
+            assert!(super::valid_agent_id(ok), "{ok}");
+        }
+        for bad in ["", "a/b", "a b", "é", &"x".repeat(65)] {
+            assert!(!super::valid_agent_id(bad), "{bad}");
+        }
+        let e = super::AgentConfig::parse("[agent]\nid = \"web:1\"\n", "a.toml").unwrap_err();
+        assert!(e.to_string().contains("agent.id"), "{e}");
+    }
+
     use super::*;
 
     #[test]

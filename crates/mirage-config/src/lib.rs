@@ -15,6 +15,7 @@ mod elasticsearch;
 mod error;
 mod ftp;
 mod http;
+mod https;
 mod limits;
 mod mongodb;
 mod mysql;
@@ -35,6 +36,7 @@ pub use elasticsearch::ElasticsearchConfig;
 pub use error::ConfigError;
 pub use ftp::{FTP_FLAVORS, FtpConfig, FtpCredential, FtpFile};
 pub use http::{HTTP_FLAVORS, HttpConfig};
+pub use https::HttpsConfig;
 pub use limits::LimitsConfig;
 pub use mongodb::{MongoCollection, MongoDatabase, MongodbConfig};
 pub use mysql::{MYSQL_AUTH_PLUGINS, MysqlConfig, MysqlCredential};
@@ -63,6 +65,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "telnet",
     "http",
     "elasticsearch",
+    "https",
     "catchall",
 ];
 
@@ -125,6 +128,8 @@ pub struct Services {
     pub elasticsearch: ElasticsearchConfig,
     /// All-port capture (every port the firewall diverts to it).
     pub catchall: CatchallConfig,
+    /// HTTPS honeypot (the HTTP site behind TLS, certificates on the fly).
+    pub https: HttpsConfig,
 }
 
 impl Config {
@@ -200,6 +205,10 @@ impl Config {
             .catchall
             .validate()
             .map_err(|(k, m)| (format!("services.catchall.{k}"), m))?;
+        self.services
+            .https
+            .validate()
+            .map_err(|(k, m)| (format!("services.https.{k}"), m))?;
         Ok(())
     }
 
@@ -266,6 +275,10 @@ impl Config {
         self.services.catchall.enabled = !addrs.is_empty();
         self.services.catchall.udp_listen = addrs.clone();
         self.services.catchall.listen = addrs;
+        let addrs = pick("https");
+        self.services.https.enabled = !addrs.is_empty();
+        self.services.https.listen = addrs;
+        self.services.https.fallback_listen = Vec::new();
         Ok(())
     }
 }

@@ -262,22 +262,6 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         handoff: Option<String>,
     },
-    /// A TLS ClientHello, fingerprinted, before the sensor terminated TLS.
-    #[serde(rename = "tls.hello")]
-    TlsHello {
-        /// Server name indication, escaped; absent when not sent.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        sni: Option<BytesText>,
-        /// ALPN protocols offered, escaped, in order.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        alpn: Vec<BytesText>,
-        /// The JA3 string (`version,ciphers,extensions,curves,formats`).
-        ja3: String,
-        /// md5 of `ja3`, hex.
-        ja3_hash: String,
-        /// The JA4 fingerprint.
-        ja4: String,
-    },
     /// A TCP SYN the firewall diverted to the catch-all, seen whether or not
     /// the connection completes (a SYN scan never does); one per SYN.
     #[serde(rename = "probe")]
@@ -320,7 +304,6 @@ impl EventKind {
             EventKind::ProtocolError { .. } => "protocol.error",
             EventKind::Steer { .. } => "steer",
             EventKind::Detect { .. } => "detect",
-            EventKind::TlsHello { .. } => "tls.hello",
             EventKind::Probe { .. } => "probe",
         }
     }
@@ -433,13 +416,6 @@ mod tests {
                 protocol: "redis".into(),
                 by: "bytes".into(),
                 handoff: Some("redis".into()),
-            },
-            EventKind::TlsHello {
-                sni: Some("example.test".into()),
-                alpn: vec!["h2".into(), "http/1.1".into()],
-                ja3: "771,4865,0-10,29,0".into(),
-                ja3_hash: "00".into(),
-                ja4: "t13d0102h2_000000000000_000000000000".into(),
             },
             EventKind::Probe {
                 ttl: 64,

@@ -4,13 +4,15 @@
 //! connection with its addresses, byte counters, timeouts and an event
 //! emitter. Everything that is the same for every honeypot lives here:
 //! binding (IPv4 and IPv6), TLS upgrades and self-signed certificates
-//! ([`tls`]), global and per-source connection caps, handshake
+//! ([`tls`]), certificates issued on the fly per SNI by a local CA
+//! ([`cert_authority`]), global and per-source connection caps, handshake
 //! and idle timeouts, a per-session byte budget, graceful shutdown and the
 //! `session.connect` / `session.close` events, and for the catch-all the
 //! original destination of diverted traffic ([`divert`]) and the SYN probes
 //! the firewall logs ([`nflog`]). This is the only crate that may use
 //! `unsafe` (socket options the std API lacks; nix and socket2 wrap most).
 
+pub mod cert_authority;
 pub mod divert;
 pub mod emit;
 pub mod harness;
@@ -21,12 +23,13 @@ pub mod session;
 pub mod signed_post;
 pub mod tls;
 
+pub use cert_authority::CertAuthority;
 pub use divert::{Datagram, Divert, DivertedUdp};
 pub use emit::{EventRx, EventTx, event_channel};
 pub use harness::{BoundListener, Harness, bind_diverted, bind_listener};
 pub use limits::{ConnLimiter, Limits};
 pub use rlimit::raise_fd_limit;
-pub use session::{Session, SessionEnd, Tap, envelope};
+pub use session::{PeekedHello, Session, SessionEnd, Tap, envelope};
 
 use async_trait::async_trait;
 

@@ -72,7 +72,8 @@ pub fn generate(hostname: &str) -> Result<(String, String), String> {
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
+/// Write `data` to `path` readable by the owner only (mode 0600).
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

@@ -12,6 +12,8 @@ pub mod mongodb;
 pub mod mysql;
 pub mod resp;
 pub mod rsync;
+pub mod sftp;
 pub mod shell;
 pub mod syslog;
 pub mod telnet;
+pub mod tls_hello;

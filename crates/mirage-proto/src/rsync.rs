@@ -299,7 +299,8 @@ pub fn put_varlong(out: &mut Vec<u8>, x: i64, min_bytes: usize) {
     while cnt > min_bytes && b[cnt] == 0 {
         cnt -= 1;
     }
-    let bit = 1u16 << (7 - cnt + min_bytes);
+    // 7 + min_bytes - cnt, ordered so it never goes below zero (cnt <= 8).
+    let bit = 1u16 << (7 + min_bytes - cnt);
     if u16::from(b[cnt]) >= bit {
         cnt += 1;
         b[0] = !((bit - 1) as u8);

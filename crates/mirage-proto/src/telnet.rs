@@ -30,6 +30,8 @@ pub const NAWS: u8 = 31;
 pub const TSPEED: u8 = 32;
 /// X-DISPLAY-LOCATION.
 pub const XDISPLOC: u8 = 35;
+/// LINEMODE (RFC 1184).
+pub const LINEMODE: u8 = 34;
 /// NEW-ENVIRON.
 pub const NEW_ENVIRON: u8 = 39;
 
@@ -114,6 +116,18 @@ impl TelnetParser {
             match verb {
                 DO => self.asked_do |= bit(opt),
                 WILL => self.asked_will |= bit(opt),
+                _ => {}
+            }
+        }
+    }
+
+    /// Forget that we asked for an option (the window for the answer has
+    /// passed): a later offer is refused like any unsolicited one.
+    pub fn forget(&mut self, verb: u8, opt: u8) {
+        if opt < 64 {
+            match verb {
+                DO => self.asked_do &= !bit(opt),
+                WILL => self.asked_will &= !bit(opt),
                 _ => {}
             }
         }
@@ -265,6 +279,12 @@ mod tests {
     fn unsolicited_will_is_refused_and_sb_is_capped() {
         let mut p = TelnetParser::new(&[], &[]);
         assert_eq!(p.feed(&[IAC, WILL, NAWS]).reply, vec![IAC, DONT, NAWS]);
+        let mut q = TelnetParser::new(&[LINEMODE], &[]);
+        q.forget(DO, LINEMODE);
+        assert_eq!(
+            q.feed(&[IAC, WILL, LINEMODE]).reply,
+            vec![IAC, DONT, LINEMODE]
+        );
         let mut big = vec![IAC, SB, 1];
         big.extend(std::iter::repeat_n(7, 10_000));
         big.extend_from_slice(&[IAC, SE]);

@@ -13,6 +13,7 @@ pub mod catchall;
 pub mod elasticsearch;
 pub mod ftp;
 pub mod http;
+pub mod https;
 pub mod mongodb;
 pub mod mysql;
 pub mod quarantine;

@@ -221,6 +221,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningSensor> {
             fallback: e.fallback_listen.clone(),
         });
     }
+    if config.services.https.enabled {
+        let h = &config.services.https;
+        let ca = crate::https::cert_authority(&config.sensor.log_dir, &h.default_name)?;
+        let site = crate::http::site::Site::new(config.services.http.clone())?;
+        plan.push(ServicePlan {
+            emulator: Arc::new(crate::https::HttpsEmulator::new(site, &ca)),
+            listen: h.listen.clone(),
+            fallback: h.fallback_listen.clone(),
+        });
+    }
     // The catch-all hands sessions to the emulators built above (the same
     // instances, sharing their state).
     let mut catchall = if config.services.catchall.enabled {

@@ -146,14 +146,6 @@ fn internal(e: StoreError) -> Response {
     error(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable")
 }
 
-fn valid_agent_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
 async fn enroll(
     State(api): State<Arc<PolicyApi>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -163,7 +155,7 @@ async fn enroll(
         api.refused(peer, "-", "enrollment body is not JSON");
         return error(StatusCode::BAD_REQUEST, "bad enrollment request");
     };
-    if !valid_agent_id(&req.agent_id) || req.hostname.len() > 255 {
+    if !mirage_config::agent::valid_agent_id(&req.agent_id) || req.hostname.len() > 255 {
         return error(StatusCode::BAD_REQUEST, "bad agent_id or hostname");
     }
     let key = match random_hex32() {
@@ -222,7 +214,7 @@ async fn policy(
 ) -> Response {
     let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let agent_id = h(HEADER_AGENT).unwrap_or("").to_owned();
-    if !valid_agent_id(&agent_id) {
+    if !mirage_config::agent::valid_agent_id(&agent_id) {
         api.refused(peer, &agent_id, "no agent id");
         return error(
             StatusCode::UNAUTHORIZED,

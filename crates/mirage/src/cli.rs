@@ -26,6 +26,10 @@ pub enum Command {
     /// MONITOR) to the server as syslog (embedded default config with no
     /// flags).
     Agent(AgentArgs),
+    /// Divert every TCP and UDP port of this host to the sensor's
+    /// catch-all (`[services.catchall]`), in one nftables transaction;
+    /// `--remove` deletes exactly that table.
+    Firewall(FirewallArgs),
     /// Write the annotated example configuration.
     Init(InitArgs),
     /// Analyse captures (mirage JSONL, tcppc-go, netfilter LOG lines): counts,
@@ -290,6 +294,30 @@ pub enum FirewallOp {
     /// Remove the table (what a clean agent stop does; for recovery when an
     /// agent is gone for good).
     Remove,
+}
+
+#[derive(Args, Debug)]
+pub struct FirewallArgs {
+    /// The sensor's TOML configuration (default: the embedded default);
+    /// its `[services.catchall]` gives the mode, ports and exclusions.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Print the nft transaction (and the policy route) instead of applying it.
+    #[arg(long, conflicts_with_all = ["remove", "show"])]
+    pub dry_run: bool,
+    /// Delete the table and the policy route, and nothing else.
+    #[arg(long, conflicts_with = "show")]
+    pub remove: bool,
+    /// Print the live table.
+    #[arg(long)]
+    pub show: bool,
+    /// Another port never to divert (TCP and UDP). Repeatable.
+    #[arg(long = "exclude", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub exclude: Vec<u16>,
+    /// Divert even the port of the SSH session this runs in (found in
+    /// SSH_CONNECTION, ours or an ancestor's). Off: the session is kept.
+    #[arg(long)]
+    pub include_ssh_session: bool,
 }
 
 #[derive(Args, Debug)]

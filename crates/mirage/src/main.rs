@@ -7,6 +7,7 @@
 mod agent_cmd;
 mod cli;
 mod connflood;
+mod firewall_cmd;
 mod sensor_cmd;
 mod server_cmd;
 
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         Command::Sensor(args) => sensor_cmd::run(args),
         Command::Server(args) => server_cmd::run(*args),
         Command::Agent(args) => agent_cmd::run(args),
+        Command::Firewall(args) => firewall_cmd::run(args),
         Command::Init(args) => init(args),
         Command::Report(args) => mirage_report::run(*args),
         Command::ConnFlood(args) => connflood::run(args),

@@ -50,6 +50,12 @@ impl Mode {
     }
 }
 
+/// The ports `mirage firewall` left alone.
+struct Excluded {
+    tcp: BTreeSet<u16>,
+    udp: BTreeSet<u16>,
+}
+
 /// An attacker and a sensor namespace on one veth link, IPv4 and IPv6.
 struct Lab {
     att: Netns,
@@ -72,53 +78,47 @@ impl Lab {
         Lab { att, sen }
     }
 
-    /// Divert every TCP and UDP port but `exclude` to the catch-all.
-    fn divert(&self, mode: Mode, exclude: &[u16]) {
-        let excl = exclude
+    /// `mirage firewall` in the sensor namespace, from the same
+    /// `[services.catchall]` the sensor runs with (plus `firewall_extra`,
+    /// e.g. services turned off so their ports are diverted too). Returns
+    /// the TCP and UDP ports it excluded, as its dry run prints them.
+    fn divert(&self, mode: Mode, exclude: &[u16], firewall_extra: &str) -> Excluded {
+        let list = exclude
             .iter()
             .map(|p| p.to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        let syn = "tcp flags & (fin|syn|rst|ack) == syn";
-        let tcp = match mode {
-            Mode::Redirect => format!(
-                "  chain nat_pre {{\n    type nat hook prerouting priority dstnat; policy accept;\n    \
-                 meta l4proto tcp tcp dport != @excluded {syn} log group {LOG_GROUP}\n    \
-                 meta l4proto tcp tcp dport != @excluded redirect to :{CATCHALL_PORT}\n  }}\n"
-            ),
-            Mode::Tproxy => String::new(),
-        };
-        let tcp_tproxy = match mode {
-            Mode::Tproxy => format!(
-                "    meta l4proto tcp tcp dport != @excluded {syn} log group {LOG_GROUP}\n    \
-                 meta l4proto tcp tcp dport != @excluded tproxy to :{CATCHALL_PORT} meta mark set {MARK} accept\n"
-            ),
-            Mode::Redirect => String::new(),
-        };
-        let rules = format!(
-            "table inet mirage_test {{\n  set excluded {{ type inet_service; elements = {{ {excl} }} }}\n{tcp}  \
-             chain mangle_pre {{\n    type filter hook prerouting priority mangle; policy accept;\n{tcp_tproxy}    \
-             meta l4proto udp udp dport != @excluded tproxy to :{CATCHALL_PORT} meta mark set {MARK} accept\n  }}\n}}\n"
+        let config = format!(
+            "[services.catchall]\nenabled = true\nmode = \"{}\"\nexclude_ports = [{list}]\n\
+             probe_log_group = {LOG_GROUP}\ntproxy_mark = {MARK}\ntproxy_table = {TABLE}\n{firewall_extra}",
+            mode.name()
         );
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("divert.nft");
-        std::fs::write(&file, &rules).unwrap();
-        let out = self.sen.cmd("nft").arg("-f").arg(&file).output().unwrap();
-        assert!(
-            out.status.success(),
-            "nft: {}\n{rules}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        for fam in ["-4", "-6"] {
-            let any = if fam == "-4" { "0.0.0.0/0" } else { "::/0" };
-            let mark = format!("{MARK:#x}");
-            let table = TABLE.to_string();
-            self.sen
-                .ip(&[fam, "rule", "add", "fwmark", &mark, "lookup", &table]);
-            self.sen.ip(&[
-                fam, "route", "add", "local", any, "dev", "lo", "table", &table,
-            ]);
+        let file = dir.path().join("firewall.toml");
+        std::fs::write(&file, &config).unwrap();
+        let bin = env!("CARGO_BIN_EXE_mirage");
+        let f = file.to_str().unwrap();
+        let plan = run_in(&self.sen, bin, &["firewall", "--config", f, "--dry-run"]);
+        run_in(&self.sen, bin, &["firewall", "--config", f]);
+        let set = |name: &str| -> BTreeSet<u16> {
+            let at = plan
+                .find(&format!("set {name} {{"))
+                .expect("set in the plan");
+            let body = &plan[at..at + plan[at..].find('}').unwrap()];
+            match body.split_once("elements = {") {
+                Some((_, list)) => list.split(',').map(|p| p.trim().parse().unwrap()).collect(),
+                None => BTreeSet::new(),
+            }
+        };
+        let ex = Excluded {
+            tcp: set("exclude_tcp"),
+            udp: set("exclude_udp"),
+        };
+        for p in exclude {
+            assert!(ex.tcp.contains(p) && ex.udp.contains(p), "{p}: {plan}");
         }
+        assert!(plan.contains(&format!("log group {LOG_GROUP}")), "{plan}");
+        ex
     }
 
     /// A sensor in the sensor namespace running the catch-all (v4 and v6)
@@ -151,7 +151,11 @@ impl Lab {
 
 /// Run `program args…` in `ns`; stdout as text (must succeed).
 fn run_in(ns: &Netns, program: &str, args: &[&str]) -> String {
-    let path = mirage_testkit::require_tool(program);
+    let path = if program.contains('/') {
+        std::path::PathBuf::from(program)
+    } else {
+        mirage_testkit::require_tool(program)
+    };
     let out = ns.cmd(&path).args(args).output().unwrap();
     assert!(
         out.status.success(),
@@ -218,8 +222,8 @@ fn dst_ports<'a>(events: impl Iterator<Item = &'a Value>, dst: &str) -> BTreeSet
 }
 
 /// nmap SYN-scans every port and UDP-scans the top 50 of `target`; the
-/// events name exactly the probed ports minus `exclude`.
-fn scan_and_check(lab: &Lab, sensor: &Sensor, target: &str, exclude: &[u16]) {
+/// events name exactly the probed ports minus the excluded ones.
+fn scan_and_check(lab: &Lab, sensor: &Sensor, target: &str, ex: &Excluded) {
     let v6 = target.contains(':');
     let mut tcp_args = vec!["-sS", "-p", "1-65535", "-n", "-Pn", "-T5"];
     let mut udp_args = vec!["-sU", "--top-ports", "50", "-n", "-Pn", "-T5"];
@@ -231,14 +235,12 @@ fn scan_and_check(lab: &Lab, sensor: &Sensor, target: &str, exclude: &[u16]) {
     udp_args.extend(["--max-retries", "1", "-oX", "-", target]);
     let tcp_xml = run_in(&lab.att, "nmap", &tcp_args);
     let udp_xml = run_in(&lab.att, "nmap", &udp_args);
-    let excluded: BTreeSet<u16> = exclude.iter().copied().collect();
-
     let tcp_probed = scanned_ports(&tcp_xml);
     assert_eq!(tcp_probed.len(), 65535);
-    let tcp_expected: BTreeSet<u16> = tcp_probed.difference(&excluded).copied().collect();
+    let tcp_expected: BTreeSet<u16> = tcp_probed.difference(&ex.tcp).copied().collect();
     let udp_probed = scanned_ports(&udp_xml);
     assert_eq!(udp_probed.len(), 50, "{udp_xml}");
-    let udp_expected: BTreeSet<u16> = udp_probed.difference(&excluded).copied().collect();
+    let udp_expected: BTreeSet<u16> = udp_probed.difference(&ex.udp).copied().collect();
     assert!(
         udp_probed.len() > udp_expected.len(),
         "the test must exclude some UDP port nmap probes"
@@ -272,14 +274,22 @@ fn scan_and_check(lab: &Lab, sensor: &Sensor, target: &str, exclude: &[u16]) {
     let touched: Vec<&Value> = events
         .iter()
         .filter(|e| e["dst_ip"] == target)
-        .filter(|e| excluded.contains(&(e["dst_port"].as_u64().unwrap_or(0) as u16)))
+        .filter(|e| {
+            let port = e["dst_port"].as_u64().unwrap_or(0) as u16;
+            let excluded = if e["transport"] == "udp" {
+                &ex.udp
+            } else {
+                &ex.tcp
+            };
+            excluded.contains(&port)
+        })
         .collect();
     assert!(touched.is_empty(), "excluded ports recorded: {touched:?}");
     // nmap's own view agrees: diverted ports answer (at -T5 nmap misses
     // the odd reply, so it may call a few of them filtered), excluded ones
     // are closed and never open.
     let (open, open_extra) = nmap_state(&tcp_xml, "open");
-    assert!(open.is_disjoint(&excluded));
+    assert!(open.is_disjoint(&ex.tcp));
     assert!(
         open.len() + open_extra >= tcp_expected.len() * 99 / 100,
         "nmap found only {} open",
@@ -287,12 +297,9 @@ fn scan_and_check(lab: &Lab, sensor: &Sensor, target: &str, exclude: &[u16]) {
     );
     let (closed, closed_extra) = nmap_state(&tcp_xml, "closed");
     assert_eq!(closed_extra, 0);
-    assert_eq!(
-        closed,
-        excluded.intersection(&tcp_probed).copied().collect()
-    );
+    assert_eq!(closed, ex.tcp.intersection(&tcp_probed).copied().collect());
     let (udp_closed, _) = nmap_state(&udp_xml, "closed");
-    assert!(udp_closed.is_subset(&excluded), "{udp_closed:?}");
+    assert!(udp_closed.is_subset(&ex.udp), "{udp_closed:?}");
     // Every probe names the attacker as its source.
     let attacker = if v6 { ATTACKER6 } else { ATTACKER4 };
     assert!(
@@ -306,11 +313,13 @@ fn scan_and_check(lab: &Lab, sensor: &Sensor, target: &str, exclude: &[u16]) {
 fn full_scans(mode: Mode) {
     let lab = Lab::new();
     // 22 and 3389 (TCP), 53 and 161 (in nmap's UDP top 50) stay out.
-    let exclude = [22, 53, 161, 3389];
-    lab.divert(mode, &exclude);
+    // The sensor's default services' ports are excluded by the firewall
+    // too (they would be served directly); this sensor runs only the
+    // catch-all, so nmap finds them closed.
+    let ex = lab.divert(mode, &[22, 53, 161, 3389], "");
     let sensor = lab.sensor(mode, "", &[]);
-    scan_and_check(&lab, &sensor, SENSOR4, &exclude);
-    scan_and_check(&lab, &sensor, SENSOR6, &exclude);
+    scan_and_check(&lab, &sensor, SENSOR4, &ex);
+    scan_and_check(&lab, &sensor, SENSOR6, &ex);
 }
 
 #[test]
@@ -357,19 +366,21 @@ fn session_of<'a>(events: &'a [Value], session: &Value) -> Vec<&'a Value> {
     events.iter().filter(|e| &e["session"] == session).collect()
 }
 
-/// A random port in 20000-59999 (no test excludes or uses those).
+/// A random port in 40000-56999 (above every default service port and
+/// fallback, which the firewall excludes).
 fn random_port() -> u16 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos();
-    20_000 + (nanos % 40_000) as u16
+    40_000 + (nanos % 17_000) as u16
 }
 
 #[test]
 fn detection_hands_off_and_payloads_are_stored_by_hash() {
     let lab = Lab::new();
-    lab.divert(Mode::Redirect, &[22]);
+    // https off in the firewall's view, so 8443 is diverted too.
+    lab.divert(Mode::Redirect, &[22], "[services.https]\nenabled = false\n");
     // Small inline part so that the exploit payloads are stored whole.
     let sensor = lab.sensor(
         Mode::Redirect,
@@ -416,13 +427,80 @@ fn detection_hands_off_and_payloads_are_stored_by_hash() {
     let dropper_port = http_port + 2222;
     socat_send(&lab, &format!("TCP6:[{SENSOR6}]:{dropper_port}"), dropper);
 
+    // TLS on a port nothing serves: curl -k to 8443, and openssl s_client
+    // with an SNI to a random port; both decrypted and handed to HTTP.
+    let out = run_in(
+        &lab.att,
+        "curl",
+        &["-s", "-k", "-i", &format!("https://{SENSOR4}:8443/x")],
+    );
+    assert!(out.starts_with("HTTP/1.1 "), "{out}");
+    let tls_port = http_port + 3333;
+    let openssl = mirage_testkit::require_tool("openssl");
+    let mut child = lab
+        .att
+        .cmd(&openssl)
+        .args([
+            "s_client",
+            "-quiet",
+            "-servername",
+            "example.test",
+            "-connect",
+        ])
+        .arg(format!("{SENSOR4}:{tls_port}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"GET /over-tls HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        // Keep stdin open until the answer is in: s_client quits at EOF.
+        let out = child.wait_with_output().unwrap();
+        drop(stdin);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("HTTP/1.1 "), "{text}");
+    }
+
     let events = wait_events(&sensor, |ev| {
         of_kind(ev, "session.close")
             .iter()
             .filter(|e| e["src_ip"] == ATTACKER4 || e["src_ip"] == ATTACKER6)
             .count()
-            >= 4
+            >= 6
     });
+
+    // TLS: the hello fingerprinted (SNI, JA3, JA4), the request decrypted
+    // and recorded by the HTTP emulator with the original port.
+    for (port, sni, line) in [
+        (8443u16, None, "GET /x HTTP/1.1"),
+        (tls_port, Some("example.test"), "GET /over-tls HTTP/1.1"),
+    ] {
+        let hello = events
+            .iter()
+            .find(|e| e["command"] == "tls.client_hello" && e["dst_port"] == port)
+            .unwrap_or_else(|| panic!("no ClientHello event on {port}"));
+        let tls = &hello["details"]["tls"];
+        assert_eq!(tls["handshake"], "ok", "{hello}");
+        assert_eq!(tls["ja3"].as_str().unwrap().len(), 32, "{hello}");
+        assert!(tls["ja4"].as_str().unwrap().starts_with("t1"), "{hello}");
+        if let Some(sni) = sni {
+            assert_eq!(tls["sni"], sni);
+        }
+        let s = session_of(&events, &hello["session"]);
+        let detect = s.iter().find(|e| e["kind"] == "detect").unwrap();
+        assert_eq!(detect["protocol"], "tls");
+        let req = s
+            .iter()
+            .find(|e| e["kind"] == "command" && e["raw"] == line)
+            .unwrap_or_else(|| panic!("no '{line}' in {s:?}"));
+        assert_eq!(req["service"], "http");
+        assert_eq!(req["dst_port"], port);
+    }
 
     // HTTP: detected by bytes, handed off, the request line recorded by
     // the HTTP emulator with the original destination port.

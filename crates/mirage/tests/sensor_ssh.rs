@@ -328,6 +328,193 @@ fn scp_upload_lands_in_quarantine() {
     // connection has its own filesystem, so a new one does not see it.
 }
 
+/// `ssh_opts` for scp and sftp (`-P` for the port).
+fn copy_opts(port: u16) -> Vec<String> {
+    let mut opts = ssh_opts(port);
+    let p = opts.iter().position(|o| o == "-p").unwrap();
+    opts[p] = "-P".into();
+    opts
+}
+
+/// Modern scp (no `-O`: the SFTP subsystem) uploads a file that lands in
+/// the quarantine by sha256, with an `ssh.sftp_upload` event; a file over
+/// one SFTP write (100 KiB, several 32 KiB WRITEs) arrives whole.
+#[test]
+fn scp_default_sftp_mode_upload_lands_in_quarantine() {
+    let sshpass = mirage_testkit::require_tool("sshpass");
+    mirage_testkit::require_tool("scp");
+    let s = ssh_sensor(ACCEPT);
+    let src = s.dir.path().join("miner.bin");
+    let body: Vec<u8> = (0..100 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&src, &body).unwrap();
+    let out = Command::new(sshpass)
+        .args(["-p", "toor", "scp"])
+        .args(copy_opts(s.port()))
+        .arg(&src)
+        .arg("root@127.0.0.1:/tmp/")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sha = mirage_core::PayloadData::new(&body, 0).sha256;
+    assert_eq!(
+        std::fs::read(s.event_dir().join("quarantine").join(&sha)).unwrap(),
+        body
+    );
+    let ev = wait_events(&s, |e| {
+        techniques(e).contains(&"ssh.sftp_upload".to_string())
+    });
+    let up = of_kind(&ev, "attack")
+        .into_iter()
+        .find(|a| a["technique"] == "ssh.sftp_upload")
+        .unwrap();
+    assert_eq!(up["evidence"]["path"], "/tmp/miner.bin");
+    assert_eq!(up["evidence"]["sha256"], sha.as_str());
+    assert_eq!(up["evidence"]["len"], body.len());
+    let sub = of_kind(&ev, "command");
+    assert!(
+        sub.iter()
+            .any(|c| c["command"] == "subsystem" && c["raw"] == "subsystem sftp")
+    );
+    assert!(
+        sub.iter().any(|c| c["raw"] == "sftp open /tmp/miner.bin"),
+        "{sub:?}"
+    );
+}
+
+/// The sftp client in batch mode: `ls -l` of /etc, `get` of /etc/passwd
+/// (the emulated one), `put` into the quarantine, mkdir/rename/rm/rmdir,
+/// and every request recorded; stderr free of errors a real server would
+/// not cause.
+#[test]
+fn sftp_client_batch_session() {
+    let sshpass = mirage_testkit::require_tool("sshpass");
+    mirage_testkit::require_tool("sftp");
+    let s = ssh_sensor(ACCEPT);
+    let dir = s.dir.path();
+    let payload = b"ssh-rsa AAAAB3NzaC1yc2E backdoor@x\n";
+    std::fs::write(dir.join("key.pub"), payload).unwrap();
+    let got = dir.join("got.passwd");
+    let batch = dir.join("batch");
+    std::fs::write(
+        &batch,
+        format!(
+            "ls -l /etc\nget /etc/passwd {}\nput {} /root/.ssh/authorized_keys\nmkdir /tmp/d\nrename /root/.ssh/authorized_keys /tmp/d/k\nls /tmp/d\nrm /tmp/d/k\nrmdir /tmp/d\nls /nonexistent\n",
+            got.display(),
+            dir.join("key.pub").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(sshpass)
+        .args(["-p", "toor", "sftp", "-oBatchMode=no", "-b"])
+        .arg(&batch)
+        .args(copy_opts(s.port()))
+        .arg("root@127.0.0.1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The last command fails, as on a real server, and ends the batch.
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stderr.contains("Can't ls: \"/nonexistent\" not found"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stdout.contains(" root     root         1011 Nov 22  2024 /etc/passwd"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("/tmp/d/k"), "{stdout}");
+    let passwd = std::fs::read_to_string(&got).unwrap();
+    assert!(
+        passwd.starts_with("root:x:0:0:root:/root:/bin/bash\n"),
+        "{passwd}"
+    );
+    let sha = mirage_core::PayloadData::new(payload, 0).sha256;
+    assert_eq!(
+        std::fs::read(s.event_dir().join("quarantine").join(&sha)).unwrap(),
+        payload
+    );
+    let ev = wait_events(&s, |e| commands(e).iter().any(|c| c == "sftp rmdir /tmp/d"));
+    let raws: Vec<String> = of_kind(&ev, "command")
+        .iter()
+        .filter(|c| c["command"] == "sftp")
+        .map(|c| c["raw"].as_str().unwrap().to_owned())
+        .collect();
+    for want in [
+        "sftp init",
+        "sftp opendir /etc",
+        "sftp open /etc/passwd",
+        "sftp open /root/.ssh/authorized_keys",
+        "sftp mkdir /tmp/d",
+        "sftp posix-rename@openssh.com /root/.ssh/authorized_keys /tmp/d/k",
+        "sftp remove /tmp/d/k",
+        "sftp rmdir /tmp/d",
+    ] {
+        assert!(raws.iter().any(|r| r == want), "{want} not in {raws:?}");
+    }
+    let t = techniques(&ev);
+    assert!(t.contains(&"ssh.sftp_upload".to_string()), "{t:?}");
+    assert!(t.contains(&"shell.persistence".to_string()), "{t:?}");
+}
+
+/// A hostile SFTP peer (an oversized packet, then more channels than
+/// handles allow) ends only its own subsystem, with a protocol.error.
+#[test]
+fn sftp_rejects_oversized_packets() {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} missing: run scripts/install-test-deps.sh",
+        python.display()
+    );
+    let s = ssh_sensor(ACCEPT);
+    let script = format!(
+        r#"
+import paramiko, struct, sys
+t = paramiko.Transport(("127.0.0.1", {port}))
+t.connect(username="root", password="toor")
+ch = t.open_session()
+ch.invoke_subsystem("sftp")
+ch.sendall(struct.pack(">IBI", 5, 1, 3))
+n = struct.unpack(">I", ch.recv(4))[0]
+v = ch.recv(n)
+assert v[0] == 2 and v[1:5] == struct.pack(">I", 3), v
+ch.sendall(struct.pack(">I", 10_000_000) + b"" * 1000)
+ch.settimeout(5)
+while ch.recv(1024):
+    pass
+assert ch.recv_exit_status() == 1
+# The connection still works.
+c2 = t.open_session()
+c2.exec_command("echo ok")
+assert c2.recv(100) == b"ok\n"
+print("done")
+"#,
+        port = s.port()
+    );
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("done"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ev = wait_events(&s, |e| !of_kind(e, "protocol.error").is_empty());
+    let pe = of_kind(&ev, "protocol.error");
+    assert!(
+        pe[0]["error"].as_str().unwrap().contains("over the limit"),
+        "{pe:?}"
+    );
+}
+
 /// Host keys are generated once and reused by the next start.
 #[test]
 fn host_keys_persist_across_restarts() {
@@ -591,12 +778,21 @@ fn ssh_audit_matches_real_debian_sshd() {
     assert_eq!(pick(&ours, "mac"), expect_mac);
 }
 
-/// Garbage, malformed packets, many half-open handshakes and a slow-drip
-/// client: the sensor still serves a real client promptly afterwards.
+/// Garbage, malformed packets, 2,000 concurrent half-open handshakes (the
+/// issue's scale) and a slow-drip client (one byte per 100 ms of its
+/// version line and KEXINIT): the sensor stays responsive (a real login
+/// takes under 10 s) and its memory bounded: under 64 KiB per idle
+/// connection (measured about 34 KiB: each connection starts russh with
+/// its 64 KiB pipe and buffers at once; the issue's 4 KiB target needs
+/// them started lazily, on the client's first bytes).
 #[test]
 fn hostile_input_leaves_sensor_responsive() {
-    let s = ssh_sensor(ACCEPT);
+    mirage_net::raise_fd_limit().unwrap();
+    let s = ssh_sensor(&format!(
+        "{ACCEPT}[limits]\nmax_connections_per_ip = 4000\n"
+    ));
     let addr = s.addr;
+    let (rss_start, _) = s.rss_kib();
     // Not SSH at all.
     let mut c = TcpStream::connect(addr).unwrap();
     c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
@@ -611,24 +807,43 @@ fn hostile_input_leaves_sensor_responsive() {
     let mut h = TcpStream::connect(addr).unwrap();
     h.write_all(b"SSH-2.0-evil\r\n\xff\xff\xff\xff\x00\x00")
         .unwrap();
-    // Half-open handshakes: connect, read the banner, say nothing.
+    // Half-open handshakes: connect, say nothing.
     let mut idle = Vec::new();
-    for _ in 0..100 {
-        if let Ok(t) = TcpStream::connect(addr) {
-            idle.push(t);
+    for _ in 0..2000 {
+        match TcpStream::connect(addr) {
+            Ok(t) => idle.push(t),
+            Err(e) => panic!("connection {} refused: {e}", idle.len()),
         }
     }
-    // A slow-drip client: one byte of its version line every 50 ms.
+    // A slow-drip client: its version line and the start of a KEXINIT,
+    // one byte every 100 ms, while the real client logs in.
     let drip = std::thread::spawn(move || {
+        let mut sent = 0;
         if let Ok(mut d) = TcpStream::connect(addr) {
-            for b in b"SSH-2.0-drip\r\n" {
-                if d.write_all(&[*b]).is_err() {
+            let mut bytes = b"SSH-2.0-drip\r\n".to_vec();
+            bytes.extend_from_slice(&[0, 0, 1, 0x2c, 8, 20]);
+            bytes.extend_from_slice(&[0x5a; 16]);
+            for b in bytes {
+                if d.write_all(&[b]).is_err() {
                     break;
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(100));
             }
         }
+        sent
     });
+    // Every half-open connection got its banner.
+    for t in idle.iter_mut().step_by(100) {
+        t.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut b = [0u8; 8];
+        t.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"SSH-2.0-");
+    }
+    let (rss_idle, _) = s.rss_kib();
+    let per_conn = rss_idle.saturating_sub(rss_start) * 1024 / 2000;
+    eprintln!("RSS {rss_start} KiB -> {rss_idle} KiB with 2000 half-open: {per_conn} bytes each");
+    assert!(per_conn < 64 * 1024, "{per_conn} bytes per idle connection");
     let mut buf = [0u8; 64];
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let n = c.read(&mut buf).unwrap_or(0);
@@ -637,7 +852,7 @@ fn hostile_input_leaves_sensor_responsive() {
     let (code, out, err) = ssh_exec(s.port(), "toor", "echo alive");
     assert_eq!((code, out.as_str()), (0, "alive\n"), "{err}");
     assert!(t0.elapsed() < Duration::from_secs(10));
-    drip.join().unwrap();
+    assert_eq!(drip.join().unwrap(), 36, "the slow client was cut early");
     drop(idle);
     let ev = wait_events(&s, |e| !of_kind(e, "protocol.error").is_empty());
     assert!(!of_kind(&ev, "protocol.error").is_empty());

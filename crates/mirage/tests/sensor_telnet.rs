@@ -202,22 +202,80 @@ exit 0
     assert_eq!(of_kind(&ev, "command")[0]["raw"], "uname -snr");
 }
 
-/// hydra with 30 passwords: every one is an auth.attempt from 127.0.0.1.
+/// hydra (4 tasks, 30 passwords) against both flavours: every password is
+/// an `auth.attempt` for `root` from 127.0.0.1, every connection hydra
+/// made carried exactly one recorded attempt, and nothing else arrived.
 ///
-/// Ignored for now: hydra's telnet module loses the first byte of the user
-/// name on its second and later attempts within one connection against
-/// this emulator (captured as user `oot`, password `oot`), so only the first
-/// attempt per connection is recorded right; a raw replay of the same bytes
-/// (see `mirai_like_session_over_raw_tcp`) is parsed correctly. Needs a
-/// capture of hydra's exact bytes to fix.
+/// The emulator hangs up after one wrong password here (`max_auth_tries =
+/// 1`): hydra 9.4's telnet module cannot make a second attempt on one
+/// connection against any telnetd that prompts `login:` again, the real
+/// one included (checked against Debian 12's inetutils telnetd and login:
+/// after a failure it sends an empty user name and a fragment of its
+/// buffer as password, and only the first attempt of each connection
+/// arrives intact). With the default three tries the emulator records
+/// those mangled attempts as sent, as the real login(1) would see them.
+///
+/// hydra itself now and then (about one run in twenty) loses a pair when a
+/// child dies reconnecting: it never connects for it, so there is nothing
+/// to record. Then the missing passwords are tried again in a second run,
+/// as an attacker would.
 #[test]
-#[ignore = "hydra's telnet module: second attempt per connection mis-parsed, see doc comment"]
 fn hydra_30_passwords_all_recorded() {
+    for flavor in ["linux", "busybox"] {
+        let s = telnet_sensor(&format!(
+            "[services.telnet]\nflavor = \"{flavor}\"\nfailed_auth_delay_ms = 0\nmax_auth_tries = 1\n"
+        ));
+        let pws: Vec<String> = (0..30).map(|i| format!("pass{i:02}")).collect();
+        let recorded = |ev: &[Value]| -> std::collections::BTreeSet<String> {
+            of_kind(ev, "auth.attempt")
+                .iter()
+                .filter_map(|a| a["password"].as_str().map(str::to_owned))
+                .collect()
+        };
+        let mut todo = pws.clone();
+        let mut runs = Vec::new();
+        for _ in 0..2 {
+            let text = run_hydra(&s, &todo);
+            assert!(text.contains("0 valid password"), "{flavor}: {text}");
+            runs.push(text);
+            // hydra is done: wait until its last attempts are written.
+            let ev = wait_events(&s, |e| {
+                let got = recorded(e);
+                todo.iter().all(|p| got.contains(p))
+            });
+            let got = recorded(&ev);
+            todo.retain(|p| !got.contains(p));
+            if todo.is_empty() {
+                break;
+            }
+        }
+        assert!(
+            todo.is_empty(),
+            "{flavor}: {todo:?} never arrived: {runs:?}"
+        );
+        let ev = read_events(&s.event_dir());
+        let auth = of_kind(&ev, "auth.attempt");
+        for a in &auth {
+            assert_eq!(a["src_ip"], "127.0.0.1", "{flavor}: {a}");
+            assert_eq!(a["username"], "root", "{flavor}: {a}");
+            assert_eq!(a["details"]["flavor"], flavor);
+            assert!(pws.iter().any(|p| a["password"] == p.as_str()), "{a}");
+        }
+        let connects = of_kind(&ev, "session.connect").len();
+        assert_eq!(
+            auth.len(),
+            connects,
+            "{flavor}: a connection without its attempt"
+        );
+    }
+}
+
+/// Run hydra -l root with `passwords` (4 tasks) against the sensor;
+/// returns hydra's output.
+fn run_hydra(s: &Sensor, passwords: &[String]) -> String {
     let hydra = mirage_testkit::require_tool("hydra");
-    let s = telnet_sensor("[services.telnet]\nfailed_auth_delay_ms = 0\n");
     let list = s.dir.path().join("pw.txt");
-    let pws: Vec<String> = (0..30).map(|i| format!("pass{i:02}")).collect();
-    std::fs::write(&list, pws.join("\n") + "\n").unwrap();
+    std::fs::write(&list, passwords.join("\n") + "\n").unwrap();
     let out = Command::new(hydra)
         .args(["-l", "root", "-P"])
         .arg(&list)
@@ -232,24 +290,7 @@ fn hydra_30_passwords_all_recorded() {
         ])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("0 valid password"), "{text}");
-    let ev = wait_events(&s, |e| {
-        let got: std::collections::BTreeSet<&str> = of_kind(e, "auth.attempt")
-            .iter()
-            .filter_map(|a| a["password"].as_str())
-            .collect();
-        pws.iter().all(|p| got.contains(p.as_str()))
-    });
-    let auth = of_kind(&ev, "auth.attempt");
-    let got: std::collections::BTreeSet<&str> = auth
-        .iter()
-        .inspect(|a| assert_eq!(a["src_ip"], "127.0.0.1"))
-        .filter_map(|a| a["password"].as_str())
-        .collect();
-    for p in &pws {
-        assert!(got.contains(p.as_str()), "{p} missing from {got:?}");
-    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn nmap_service(port: u16) -> String {

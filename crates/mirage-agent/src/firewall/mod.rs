@@ -11,7 +11,9 @@
 //! * [`nft`]: the [`Nft`] backend that runs `nft -f -` (one process per
 //!   transaction, atomic), flushes conntrack optionally, and removes the
 //!   table;
-//! * [`hits`]: reads back which connections were steered, for the server.
+//! * [`hits`]: reads back which connections were steered, for the server;
+//! * [`divert`]: the sensor host's `mirage firewall` table, which sends
+//!   every port to the catch-all (not part of the agent's enforcement).
 //!
 //! The policy client drives it:
 //!
@@ -29,6 +31,7 @@
 //!
 //! See `docs/firewall.md` for the rules, their order and the limits.
 
+pub mod divert;
 pub mod hits;
 pub mod nft;
 pub mod policy;

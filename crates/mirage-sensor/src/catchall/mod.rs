@@ -81,6 +81,15 @@ impl Catchall {
         self
     }
 
+    /// Write a `payload` event for bytes read before the session ended.
+    async fn capture_only(&self, session: &Session, data: &[u8]) {
+        if !data.is_empty() {
+            let c = self.capture();
+            c.feed(data);
+            emit_capture(session, &c).await;
+        }
+    }
+
     /// The emulator for `protocol` on `port`, if enabled and allowed.
     fn target(&self, protocol: Protocol, port: u16) -> Option<(&str, &Arc<dyn Emulator>)> {
         let name = match protocol {
@@ -276,11 +285,7 @@ impl Emulator for Catchall {
         match Box::pin(peek(session, window)).await {
             Err((end, buf)) => {
                 // Gone (or cut) while still undecided: keep what it sent.
-                if !buf.is_empty() {
-                    let c = self.capture();
-                    c.feed(&buf);
-                    Box::pin(emit_capture(session, &c)).await;
-                }
+                Box::pin(self.capture_only(session, &buf)).await;
                 Err(end)
             }
             Ok(Peeked::Known(Protocol::Tls, buf)) => match &self.tls {

@@ -127,6 +127,18 @@ impl<A: HttpApp> Emulator for HttpEmulator<A> {
     }
 
     async fn serve(&self, session: &mut Session) -> Result<(), SessionEnd> {
+        self.serve_with(session, &Map::new()).await
+    }
+}
+
+impl<A: HttpApp> HttpEmulator<A> {
+    /// Serve the connection, adding `extra` to the details of every request's
+    /// `command` event (HTTPS: the `tls` object).
+    pub async fn serve_with(
+        &self,
+        session: &mut Session,
+        extra: &Map<String, Value>,
+    ) -> Result<(), SessionEnd> {
         let lim = self.app.limits();
         let conn = Conn {
             peer: session.peer(),
@@ -147,7 +159,7 @@ impl<A: HttpApp> Emulator for HttpEmulator<A> {
                         served += 1;
                         let keep = req.keep_alive() && served < lim.keepalive_requests;
                         let answer = self.app.handle(&req, keep, &conn);
-                        record(session, &req, &answer, lim.body_capture).await;
+                        record(session, &req, &answer, lim.body_capture, extra).await;
                         out.extend_from_slice(&answer.bytes);
                         if !keep || answer.close {
                             session.write_all(&out).await?;
@@ -202,11 +214,21 @@ impl<A: HttpApp> Emulator for HttpEmulator<A> {
 
 /// Write the request's events: `command` (tagged), then `auth.attempt`s,
 /// then `attack`s.
-async fn record(session: &Session, req: &Request, answer: &Answer, body_cap: usize) {
+async fn record(
+    session: &Session,
+    req: &Request,
+    answer: &Answer,
+    body_cap: usize,
+    extra: &Map<String, Value>,
+) {
     let mut findings = attacks::inspect(req);
     findings.extend(answer.findings.iter().cloned());
     let scanners = attacks::scanner_tags(req);
-    let mut ev = session.event(command_event(req, answer.status, body_cap));
+    let mut kind = command_event(req, answer.status, body_cap);
+    if let EventKind::Command { details, .. } = &mut kind {
+        details.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let mut ev = session.event(kind);
     for f in &findings {
         if !ev.tags.iter().any(|t| t == "attack") {
             ev.tags.push("attack".into());

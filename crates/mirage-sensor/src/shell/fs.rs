@@ -422,6 +422,42 @@ impl Vfs {
         }
     }
 
+    /// Move a file or a directory (with everything under it) to `to`,
+    /// replacing a file there when `replace` (POSIX rename) and failing
+    /// with `Exists` otherwise (SFTP v3 rename).
+    pub fn rename(&mut self, from: &str, to: &str, replace: bool) -> Result<(), FsError> {
+        if from == "/" || to == "/" || to.starts_with(&format!("{from}/")) {
+            return Err(FsError::Denied);
+        }
+        if !self.nodes.contains_key(from) {
+            return Err(FsError::NotFound);
+        }
+        if !self.is_dir(Self::parent(to)) {
+            return Err(FsError::NotFound);
+        }
+        match self.nodes.get(to) {
+            Some(Node::Dir) => return Err(FsError::Exists),
+            Some(Node::File { .. }) if !replace => return Err(FsError::Exists),
+            _ => {}
+        }
+        let prefix = format!("{from}/");
+        let moved: Vec<String> = self
+            .nodes
+            .range(from.to_owned()..)
+            // Keys starting with `from` are contiguous (`/a-b` may sit
+            // between `/a` and `/a/c`).
+            .take_while(|(k, _)| k.starts_with(from))
+            .filter(|(k, _)| k.as_str() == from || k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in moved {
+            if let Some(n) = self.nodes.remove(&k) {
+                self.nodes.insert(format!("{to}{}", &k[from.len()..]), n);
+            }
+        }
+        Ok(())
+    }
+
     /// Names directly under a directory, sorted.
     pub fn list(&self, dir: &str) -> Result<Vec<(String, &Node)>, FsError> {
         match self.nodes.get(dir) {
@@ -472,6 +508,10 @@ mod tests {
         );
         assert!(v.list("/tmp").unwrap().iter().any(|(n, _)| n == "a"));
         v.mkdir("/tmp/d/e", true).unwrap();
+        v.rename("/tmp/d", "/tmp/f", false).unwrap();
+        assert!(v.is_dir("/tmp/f/e") && v.get("/tmp/d/e").is_none());
+        assert_eq!(v.rename("/tmp/a", "/tmp/f", true), Err(FsError::Exists));
+        v.rename("/tmp/f", "/tmp/d", false).unwrap();
         v.remove("/tmp/d", true).unwrap();
         assert!(v.get("/tmp/d/e").is_none());
         assert!(

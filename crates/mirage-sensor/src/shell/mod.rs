@@ -232,6 +232,11 @@ impl Shell {
         self.effects.push(e);
     }
 
+    /// Take the effects recorded outside `run_line` (sftp writes).
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
     /// Record an attack technique.
     pub fn attack(&mut self, technique: &str, summary: String, evidence: Map<String, Value>) {
         self.effects.push(Effect::Attack {

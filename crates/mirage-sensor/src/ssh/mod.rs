@@ -4,6 +4,8 @@
 //!   sees them, for the client version and the HASSH fingerprint.
 //! - [`keys`]: host keys generated once and kept under the data dir.
 //! - [`scp`]: the receiving side of `scp -t`.
+//! - [`sftp`]: the `sftp` subsystem (sftp, and scp in its default SFTP
+//!   mode).
 //!
 //! The harness's [`Session`] stays the only owner of the socket: russh runs
 //! over one end of an in-memory duplex pipe and [`SshEmulator::serve`]
@@ -16,13 +18,14 @@
 //! client version and HASSH in `details`); the login policy (listed
 //! credentials, or any after N failures from a source) decides. After
 //! login, `exec` and the pty shell share one [`Shell`] per connection;
-//! files the attacker writes (shell redirections, `scp -t` uploads) go to
+//! files the attacker writes (shell redirections, scp and sftp uploads) go to
 //! the quarantine; direct-tcpip and tcpip-forward requests are recorded
 //! and refused; the terminal is recorded as asciicast v2.
 
 pub mod hassh;
 pub mod keys;
 pub mod scp;
+pub mod sftp;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -43,6 +46,7 @@ use tokio::sync::mpsc;
 
 use self::hassh::{ClientHello, HelloPeek, Peek};
 use self::scp::ScpSink;
+use self::sftp::SftpServer;
 use crate::quarantine::Quarantine;
 use crate::shell::line::LineEditor;
 use crate::shell::record::Recorder;
@@ -384,6 +388,8 @@ enum Mode {
     Shell,
     /// `scp -t`: receiving files into `dir`.
     Scp { sink: ScpSink, dir: String },
+    /// The `sftp` subsystem.
+    Sftp(Box<SftpServer>),
     /// Finished (exec done); input ignored.
     Closed,
 }
@@ -602,6 +608,53 @@ impl Conn {
             self.finish_channel(s, ch, 1)?;
         }
         Ok(())
+    }
+
+    fn on_sftp(
+        &mut self,
+        s: &mut RSession,
+        ch: ChannelId,
+        input: &[u8],
+    ) -> Result<(), russh::Error> {
+        let Some(Chan {
+            mode: Mode::Sftp(server),
+            ..
+        }) = self.channels.get_mut(&ch)
+        else {
+            return Ok(());
+        };
+        let Some(shell) = self.shell.as_mut() else {
+            return Ok(());
+        };
+        let step = server.feed(input, shell, &self.shared.quarantine);
+        if !step.reply.is_empty() {
+            s.data(ch, bytes::Bytes::from(step.reply))?;
+        }
+        for (kind, tags) in step.reports {
+            self.report(kind, tags);
+        }
+        if step.end {
+            self.end_sftp(ch);
+            return self.finish_channel(s, ch, 1);
+        }
+        Ok(())
+    }
+
+    /// Keep the uploads of an sftp channel that ends with files open.
+    fn end_sftp(&mut self, ch: ChannelId) {
+        let reports = match (self.channels.get_mut(&ch), self.shell.as_mut()) {
+            (
+                Some(Chan {
+                    mode: Mode::Sftp(server),
+                    ..
+                }),
+                Some(shell),
+            ) => server.finish(shell, &self.shared.quarantine),
+            _ => Vec::new(),
+        };
+        for (kind, tags) in reports {
+            self.report(kind, tags);
+        }
     }
 }
 
@@ -867,18 +920,28 @@ impl russh::server::Handler for Conn {
         name: &str,
         s: &mut RSession,
     ) -> Result<(), Self::Error> {
+        let sftp = name == "sftp" && self.channels.contains_key(&ch);
         self.report(
             EventKind::Command {
                 command: "subsystem".into(),
                 args: vec![BytesText::capped(name.as_bytes(), FIELD_CAP).0],
                 raw: BytesText::capped(format!("subsystem {name}").as_bytes(), FIELD_CAP).0,
                 truncated: false,
-                error: true,
+                error: !sftp,
                 details: Default::default(),
             },
             Vec::new(),
         );
-        s.channel_failure(ch)?;
+        if !sftp {
+            s.channel_failure(ch)?;
+            return Ok(());
+        }
+        // The shell's tree is the one sftp sees (created on first use).
+        self.shell();
+        if let Some(c) = self.channels.get_mut(&ch) {
+            c.mode = Mode::Sftp(Box::default());
+        }
+        s.channel_success(ch)?;
         Ok(())
     }
 
@@ -895,6 +958,9 @@ impl russh::server::Handler for Conn {
         if scp {
             return self.on_scp(s, ch, data);
         }
+        if matches!(self.channels.get(&ch).map(|c| &c.mode), Some(Mode::Sftp(_))) {
+            return self.on_sftp(s, ch, data);
+        }
         if !matches!(self.channels.get(&ch).map(|c| &c.mode), Some(Mode::Shell)) {
             return Ok(());
         }
@@ -905,6 +971,10 @@ impl russh::server::Handler for Conn {
     async fn channel_eof(&mut self, ch: ChannelId, s: &mut RSession) -> Result<(), Self::Error> {
         match self.channels.get(&ch).map(|c| &c.mode) {
             Some(Mode::Scp { .. }) => self.finish_channel(s, ch, 0),
+            Some(Mode::Sftp(_)) => {
+                self.end_sftp(ch);
+                self.finish_channel(s, ch, 0)
+            }
             Some(Mode::Shell) => {
                 // A shell without a terminal runs what it was given, then ends.
                 let pending = self
@@ -925,6 +995,7 @@ impl russh::server::Handler for Conn {
     }
 
     async fn channel_close(&mut self, ch: ChannelId, _s: &mut RSession) -> Result<(), Self::Error> {
+        self.end_sftp(ch);
         self.channels.remove(&ch);
         Ok(())
     }

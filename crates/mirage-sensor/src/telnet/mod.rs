@@ -10,6 +10,16 @@
 //! `Password:` prompts capture credentials as `auth.attempt`; the login
 //! policy is the SSH one; after login the shared [`Shell`] runs with the
 //! same events, quarantine and asciicast recording as SSH.
+//!
+//! Option answers follow the imitated daemon, checked against the real
+//! ones: inetutils telnetd (Debian 12's `telnetd`) accepts a client's
+//! `WILL LINEMODE` during the first negotiation (`DO LINEMODE`, `SB
+//! LINEMODE MODE`) and turns it off again with its `WILL ECHO` (`DONT
+//! LINEMODE`), and its login(1) asks `Password:` even for an empty user
+//! name; BusyBox telnetd answers no option at all and its login re-prompts
+//! on an empty name. Tools key on exactly this: hydra's telnet module sends
+//! each line a byte at a time when a server's first answer to its `WILL
+//! LINEMODE` is a refusal.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +44,10 @@ use mirage_proto::telnet::*;
 /// before going on with the login prompt (telnetd waits for them; a
 /// client that never answers still gets a prompt eventually).
 const NEGOTIATION_WAIT: Duration = Duration::from_secs(8);
+
+/// Between BusyBox telnetd's options and its login's prompt (the fork and
+/// exec of login on a small device).
+const LOGIN_FORK_DELAY: Duration = Duration::from_millis(50);
 
 /// The Telnet emulator.
 pub struct TelnetEmulator {
@@ -82,7 +96,10 @@ impl TelnetEmulator {
                     DO,
                     NEW_ENVIRON,
                 ],
-                vec![TTYPE, TSPEED, XDISPLOC, NEW_ENVIRON, NAWS],
+                // LINEMODE: a client's offer during the first negotiation
+                // is taken (see the module doc), so the parser must not
+                // refuse it; `Conn::end_negotiation` withdraws this.
+                vec![TTYPE, TSPEED, XDISPLOC, NEW_ENVIRON, NAWS, LINEMODE],
                 vec![ECHO, SGA],
             ),
             TelnetFlavor::Busybox => (
@@ -109,6 +126,12 @@ struct Conn<'a> {
     recorder: Option<Recorder>,
     terminal: Option<String>,
     failures: u32,
+    /// Answer the client's option requests (BusyBox telnetd never does).
+    answers: bool,
+    /// Still in the first negotiation (Linux flavour, before `login:`).
+    negotiating: bool,
+    /// The client's `WILL LINEMODE` was accepted during negotiation.
+    linemode: bool,
 }
 
 impl Conn<'_> {
@@ -133,7 +156,7 @@ impl Conn<'_> {
     /// Parse input: answer options, return the data bytes.
     async fn input(&mut self, session: &mut Session, raw: &[u8]) -> Result<Vec<u8>, SessionEnd> {
         let parsed = self.parser.feed(raw);
-        if !parsed.reply.is_empty() {
+        if self.answers && !parsed.reply.is_empty() {
             session.write_all(&parsed.reply).await?;
         }
         for ev in &parsed.events {
@@ -141,8 +164,19 @@ impl Conn<'_> {
                 TelnetEvent::Option {
                     verb: WILL,
                     opt: TTYPE,
-                } => {
+                } if self.answers => {
                     session.write_all(&[IAC, SB, TTYPE, 1, IAC, SE]).await?;
+                }
+                TelnetEvent::Option {
+                    verb: WILL,
+                    opt: LINEMODE,
+                } if self.negotiating && !self.linemode => {
+                    // inetutils: DO LINEMODE, then MODE with only
+                    // LIT_ECHO set (no local editing).
+                    self.linemode = true;
+                    session
+                        .write_all(&[IAC, DO, LINEMODE, IAC, SB, LINEMODE, 1, 0x10, IAC, SE])
+                        .await?;
                 }
                 TelnetEvent::Sub { opt: TTYPE, data } if data.first() == Some(&0) => {
                     self.terminal =
@@ -155,6 +189,19 @@ impl Conn<'_> {
             r.input(&parsed.data);
         }
         Ok(parsed.data)
+    }
+
+    /// The options sent with the login prompt once negotiation is over:
+    /// linemode accepted earlier is switched off again, not offered later.
+    fn end_negotiation(&mut self) -> Vec<u8> {
+        self.negotiating = false;
+        let mut out = vec![IAC, WILL, ECHO, IAC, WILL, SGA, IAC, DO, NAWS];
+        if self.linemode {
+            out.extend_from_slice(&[IAC, DONT, LINEMODE]);
+        } else {
+            self.parser.forget(DO, LINEMODE);
+        }
+        out
     }
 }
 
@@ -191,6 +238,9 @@ impl Emulator for TelnetEmulator {
             recorder: None,
             terminal: None,
             failures: 0,
+            answers: self.cfg.flavor == TelnetFlavor::Linux,
+            negotiating: self.cfg.flavor == TelnetFlavor::Linux,
+            linemode: false,
         };
         if self.cfg.record_sessions {
             match Recorder::create(&self.data_dir, &session.id().to_string(), 80, 24, "xterm") {
@@ -224,9 +274,8 @@ impl Emulator for TelnetEmulator {
                     Ok(Err(e)) => return Err(e),
                     Err(_) => {}
                 }
-                session
-                    .write_all(&[IAC, WILL, ECHO, IAC, WILL, SGA, IAC, DO, NAWS])
-                    .await?;
+                let opts = c.end_negotiation();
+                session.write_all(&opts).await?;
                 c.send(
                     session,
                     format!("Debian GNU/Linux 12\r\n{host} login: ").as_bytes(),
@@ -234,6 +283,10 @@ impl Emulator for TelnetEmulator {
                 .await?;
             }
             TelnetFlavor::Busybox => {
+                // telnetd writes its options itself, the prompt comes from
+                // the login(1) it forks a moment later: two segments, as
+                // clients (hydra) that answer the options first expect.
+                tokio::time::sleep(LOGIN_FORK_DELAY).await;
                 c.send(session, format!("{host} login: ").as_bytes())
                     .await?;
             }
@@ -257,7 +310,7 @@ impl Emulator for TelnetEmulator {
             for line in edited.lines {
                 match std::mem::replace(&mut phase, Phase::Login) {
                     Phase::Login => {
-                        if line.is_empty() {
+                        if line.is_empty() && self.cfg.flavor == TelnetFlavor::Busybox {
                             c.send(session, format!("{host} login: ").as_bytes())
                                 .await?;
                             continue;

@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Netns, Sensor, of_kind, read_events};
+use common::{Netns, Sensor, of_kind};
 use serde_json::Value;
 
 const SENSOR4: &str = "10.201.0.1";
@@ -202,18 +202,6 @@ fn nmap_state(xml: &str, state: &str) -> (BTreeSet<u16>, usize) {
     (listed, extra)
 }
 
-/// Events read until `done` holds on them (or 60 s pass).
-fn wait_events(sensor: &Sensor, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let start = Instant::now();
-    loop {
-        let ev = read_events(&sensor.event_dir());
-        if done(&ev) || start.elapsed() > Duration::from_secs(60) {
-            return ev;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn dst_ports<'a>(events: impl Iterator<Item = &'a Value>, dst: &str) -> BTreeSet<u16> {
     events
         .filter(|e| e["dst_ip"] == dst)
@@ -246,7 +234,7 @@ fn scan_and_check(lab: &Lab, sensor: &Sensor, target: &str, ex: &Excluded) {
         "the test must exclude some UDP port nmap probes"
     );
 
-    let events = wait_events(sensor, |ev| {
+    let events = common::wait_events(sensor, Duration::from_secs(60), |ev| {
         let probes = dst_ports(of_kind(ev, "probe").into_iter(), target);
         let udp = dst_ports(
             ev.iter()
@@ -466,7 +454,7 @@ fn detection_hands_off_and_payloads_are_stored_by_hash() {
         assert!(text.starts_with("HTTP/1.1 "), "{text}");
     }
 
-    let events = wait_events(&sensor, |ev| {
+    let events = common::wait_events(&sensor, Duration::from_secs(60), |ev| {
         of_kind(ev, "session.close")
             .iter()
             .filter(|e| e["src_ip"] == ATTACKER4 || e["src_ip"] == ATTACKER6)
@@ -632,12 +620,16 @@ fn idle_and_short_floods_are_all_recorded_within_the_memory_cap() {
     // half: the second half's growth is the steady cost of an idle session
     // (the first also pays for one-time growth: event queue, arenas).
     let a = hold_idle(&ns, addr, 10_000);
-    let ev = wait_events(&sensor, |ev| count_kind(ev, "session.connect") >= 10_000);
+    let ev = common::wait_events(&sensor, Duration::from_secs(60), |ev| {
+        count_kind(ev, "session.connect") >= 10_000
+    });
     assert_eq!(count_kind(&ev, "session.connect"), 10_000);
     std::thread::sleep(Duration::from_secs(1));
     let (rss_10k, _) = sensor.rss_kib();
     let b = hold_idle(&ns, addr, 10_000);
-    let ev = wait_events(&sensor, |ev| count_kind(ev, "session.connect") >= 19_900);
+    let ev = common::wait_events(&sensor, Duration::from_secs(60), |ev| {
+        count_kind(ev, "session.connect") >= 19_900
+    });
     assert_eq!(count_kind(&ev, "session.connect"), 19_900);
     std::thread::sleep(Duration::from_secs(1));
     let (rss_idle, _) = sensor.rss_kib();
@@ -686,7 +678,9 @@ fn idle_and_short_floods_are_all_recorded_within_the_memory_cap() {
 
     // 20,000 idle + 100,000 short + 2 PINGs: every one connected and closed.
     let total = 20_000 + 100_000 + 2;
-    let ev = wait_events(&sensor, |ev| count_kind(ev, "session.close") >= total);
+    let ev = common::wait_events(&sensor, Duration::from_secs(60), |ev| {
+        count_kind(ev, "session.close") >= total
+    });
     let (_, peak) = sensor.rss_kib();
     eprintln!("peak rss {peak} KiB");
     assert!(peak < FLOOD_RSS_CAP_MIB * 1024, "peak {peak} KiB");

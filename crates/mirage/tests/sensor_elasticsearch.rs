@@ -233,19 +233,8 @@ fn script_rce_payloads_are_attacks() {
 /// either way.
 #[test]
 fn nmap_identifies_elasticsearch() {
-    let nmap = mirage_testkit::require_tool("nmap");
     let mut s = es_sensor("[services.elasticsearch]\nversion = \"7.10.2\"\n");
-    let out = Command::new(nmap)
-        .args(["-sV", "-Pn", "-n", "-p"])
-        .arg(s.port().to_string())
-        .arg("127.0.0.1")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(&format!("{}/tcp", s.port())))
-        .unwrap_or_else(|| panic!("{text}"));
+    let line = common::nmap_port_line(&common::nmap_sv(None, s.port(), &[]), s.port());
     assert!(line.contains("Elasticsearch REST API 7.10.2"), "{line}");
     assert!(line.contains("Lucene 8.7.0"), "{line}");
     s.stop();

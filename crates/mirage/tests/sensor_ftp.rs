@@ -379,44 +379,11 @@ fn hydra_every_attempt_is_recorded() {
 /// port 21 in a private namespace, as a real scan would find it).
 #[test]
 fn nmap_identifies_vsftpd_with_configured_version() {
-    let nmap = mirage_testkit::require_tool("nmap");
     for version in ["3.0.3", "2.3.4"] {
-        let ns = common::Netns::new();
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = dir.path().join("m.toml");
-        std::fs::write(&cfg, format!("[services.ftp]\nversion = \"{version}\"\n")).unwrap();
-        let mut sensor = mirage_testkit::KillOnDrop::spawn(
-            ns.cmd(env!("CARGO_BIN_EXE_mirage"))
-                .args(["sensor", "--service", "ftp=127.0.0.1:21", "--config"])
-                .arg(&cfg)
-                .arg("--log-dir")
-                .arg(dir.path().join("events"))
-                .stderr(Stdio::null()),
-        );
-        let start = Instant::now();
-        while !ns
-            .cmd("bash")
-            .args(["-c", "exec 3<>/dev/tcp/127.0.0.1/21"])
-            .status()
-            .unwrap()
-            .success()
-        {
-            assert!(start.elapsed() < Duration::from_secs(10), "no listener");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let out = ns
-            .cmd(nmap.to_str().unwrap())
-            .args(["-sV", "-Pn", "-n", "-p", "21", "127.0.0.1"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line = text
-            .lines()
-            .find(|l| l.starts_with("21/tcp"))
-            .unwrap_or_else(|| panic!("{text}"));
+        let config = format!("[services.ftp]\nversion = \"{version}\"\n");
+        let line = common::nmap_standard_port("ftp", 21, &config);
         assert!(line.contains("open") && line.contains("ftp"), "{line}");
         assert!(line.contains(&format!("vsftpd {version}")), "{line}");
-        assert!(sensor.0.try_wait().unwrap().is_none(), "sensor died");
     }
 }
 

@@ -347,19 +347,9 @@ fn replayed_exploits_are_attacks() {
 /// nmap -sV names nginx and its version, and its probes are recorded.
 #[test]
 fn nmap_names_nginx_and_version() {
-    let nmap = mirage_testkit::require_tool("nmap");
     let mut s = http_sensor("");
-    let out = Command::new(nmap)
-        .args(["-sV", "-Pn", "-n", "--version-intensity", "2", "-p"])
-        .arg(s.port().to_string())
-        .arg("127.0.0.1")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(&format!("{}/tcp", s.port())))
-        .unwrap_or_else(|| panic!("{text}"));
+    let report = common::nmap_sv(None, s.port(), &["--version-intensity", "2"]);
+    let line = common::nmap_port_line(&report, s.port());
     assert!(
         line.contains("http") && line.contains("nginx 1.22.1"),
         "{line}"

@@ -205,19 +205,9 @@ fn plain_http_and_garbage_on_the_tls_port_are_recorded() {
 /// nmap -sV sees TLS, then the nginx behind it.
 #[test]
 fn nmap_names_https_and_nginx() {
-    let nmap = mirage_testkit::require_tool("nmap");
     let mut s = https_sensor();
-    let out = Command::new(nmap)
-        .args(["-sV", "-Pn", "-n", "--version-intensity", "2", "-p"])
-        .arg(s.port().to_string())
-        .arg("127.0.0.1")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(&format!("{}/tcp", s.port())))
-        .unwrap_or_else(|| panic!("{text}"));
+    let report = common::nmap_sv(None, s.port(), &["--version-intensity", "2"]);
+    let line = common::nmap_port_line(&report, s.port());
     assert!(
         (line.contains("ssl/http") || line.contains("https")) && line.contains("nginx 1.22.1"),
         "{line}"

@@ -270,48 +270,11 @@ print("DONE")
 /// at the default intensity, so the scan runs in a private namespace there.
 #[test]
 fn nmap_identifies_mongodb_with_configured_version() {
-    let nmap = mirage_testkit::require_tool("nmap");
     for version in ["6.0.19", "7.0.14"] {
-        let ns = common::Netns::new();
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = dir.path().join("m.toml");
-        std::fs::write(
-            &cfg,
-            format!("[services.mongodb]\nversion = \"{version}\"\n"),
-        )
-        .unwrap();
-        let mut sensor = mirage_testkit::KillOnDrop::spawn(
-            ns.cmd(env!("CARGO_BIN_EXE_mirage"))
-                .args(["sensor", "--service", "mongodb=127.0.0.1:27017", "--config"])
-                .arg(&cfg)
-                .arg("--log-dir")
-                .arg(dir.path().join("events"))
-                .stderr(Stdio::null()),
-        );
-        let start = Instant::now();
-        while !ns
-            .cmd("bash")
-            .args(["-c", "exec 3<>/dev/tcp/127.0.0.1/27017"])
-            .status()
-            .unwrap()
-            .success()
-        {
-            assert!(start.elapsed() < Duration::from_secs(10), "no listener");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let out = ns
-            .cmd(nmap.to_str().unwrap())
-            .args(["-sV", "-Pn", "-n", "-p", "27017", "127.0.0.1"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line = text
-            .lines()
-            .find(|l| l.starts_with("27017/tcp"))
-            .unwrap_or_else(|| panic!("{text}"));
+        let config = format!("[services.mongodb]\nversion = \"{version}\"\n");
+        let line = common::nmap_standard_port("mongodb", 27017, &config);
         assert!(line.contains("open") && line.contains("mongodb"), "{line}");
         assert!(line.contains(&format!("MongoDB {version}")), "{line}");
-        assert!(sensor.0.try_wait().unwrap().is_none(), "sensor died");
     }
 }
 

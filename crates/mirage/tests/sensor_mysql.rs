@@ -292,7 +292,6 @@ fn hydra_every_attempt_is_recorded() {
 /// namespace on 3306 all the same, as a real scan would find it).
 #[test]
 fn nmap_identifies_mysql_with_configured_version() {
-    let nmap = mirage_testkit::require_tool("nmap");
     for (version, want) in [
         ("8.0.36", "MySQL 8.0.36"),
         ("5.7.44", "MySQL 5.7.44"),
@@ -301,42 +300,10 @@ fn nmap_identifies_mysql_with_configured_version() {
             "MySQL 5.5.5-10.11.6-MariaDB-0+deb12u1",
         ),
     ] {
-        let ns = common::Netns::new();
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = dir.path().join("m.toml");
-        std::fs::write(&cfg, format!("[services.mysql]\nversion = \"{version}\"\n")).unwrap();
-        let mut sensor = mirage_testkit::KillOnDrop::spawn(
-            ns.cmd(env!("CARGO_BIN_EXE_mirage"))
-                .args(["sensor", "--service", "mysql=127.0.0.1:3306", "--config"])
-                .arg(&cfg)
-                .arg("--log-dir")
-                .arg(dir.path().join("events"))
-                .stderr(Stdio::null()),
-        );
-        let start = Instant::now();
-        while !ns
-            .cmd("bash")
-            .args(["-c", "exec 3<>/dev/tcp/127.0.0.1/3306"])
-            .status()
-            .unwrap()
-            .success()
-        {
-            assert!(start.elapsed() < Duration::from_secs(10), "no listener");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let out = ns
-            .cmd(nmap.to_str().unwrap())
-            .args(["-sV", "-Pn", "-n", "-p", "3306", "127.0.0.1"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line = text
-            .lines()
-            .find(|l| l.starts_with("3306/tcp"))
-            .unwrap_or_else(|| panic!("{text}"));
+        let config = format!("[services.mysql]\nversion = \"{version}\"\n");
+        let line = common::nmap_standard_port("mysql", 3306, &config);
         assert!(line.contains("open") && line.contains("mysql"), "{line}");
         assert!(line.contains(want), "{line}");
-        assert!(sensor.0.try_wait().unwrap().is_none(), "sensor died");
     }
 }
 

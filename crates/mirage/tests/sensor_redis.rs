@@ -199,37 +199,13 @@ print(sock._sock.getsockname()[1])
 /// port 6379, inside a private namespace.
 #[test]
 fn nmap_identifies_redis_with_configured_version() {
-    let nmap = mirage_testkit::require_tool("nmap");
     for version in ["5.0.7", "6.2.14", "7.0.15"] {
-        let ns = common::Netns::new();
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = dir.path().join("m.toml");
-        std::fs::write(&cfg, format!("[services.redis]\nversion = \"{version}\"\n")).unwrap();
-        let mut sensor = mirage_testkit::KillOnDrop::spawn(
-            ns.cmd(env!("CARGO_BIN_EXE_mirage"))
-                .args(["sensor", "--service", "redis=127.0.0.1:6379", "--config"])
-                .arg(&cfg)
-                .arg("--log-dir")
-                .arg(dir.path().join("events"))
-                .stderr(std::process::Stdio::null()),
-        );
-        common::wait_ping(&ns, 6379);
-        let out = ns
-            .cmd(nmap.to_str().unwrap())
-            .args(["-sV", "-Pn", "-n", "-p", "6379", "127.0.0.1"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{text}");
-        let line = text
-            .lines()
-            .find(|l| l.starts_with("6379/tcp"))
-            .unwrap_or_else(|| panic!("{text}"));
+        let config = format!("[services.redis]\nversion = \"{version}\"\n");
+        let line = common::nmap_standard_port("redis", 6379, &config);
         assert!(line.contains("open") && line.contains("redis"), "{line}");
         assert!(
             line.contains(&format!("Redis key-value store {version}")),
             "{line}"
         );
-        assert!(sensor.0.try_wait().unwrap().is_none(), "sensor died");
     }
 }

@@ -466,43 +466,9 @@ fn uploads_land_in_the_quarantine() {
 /// `^@RSYNCD: (\d+)`), on rsync's port in a private namespace.
 #[test]
 fn nmap_identifies_rsync_and_protocol() {
-    let nmap = mirage_testkit::require_tool("nmap");
-    let ns = common::Netns::new();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("m.toml");
-    std::fs::write(&cfg, "[services.rsync]\nprotocol = 30\n").unwrap();
-    let mut sensor = mirage_testkit::KillOnDrop::spawn(
-        ns.cmd(env!("CARGO_BIN_EXE_mirage"))
-            .args(["sensor", "--service", "rsync=127.0.0.1:873", "--config"])
-            .arg(&cfg)
-            .arg("--log-dir")
-            .arg(dir.path().join("events"))
-            .stderr(Stdio::null()),
-    );
-    let start = Instant::now();
-    while !ns
-        .cmd("bash")
-        .args(["-c", "exec 3<>/dev/tcp/127.0.0.1/873"])
-        .status()
-        .unwrap()
-        .success()
-    {
-        assert!(start.elapsed() < Duration::from_secs(10), "no listener");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = ns
-        .cmd(nmap.to_str().unwrap())
-        .args(["-sV", "-Pn", "-n", "-p", "873", "127.0.0.1"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("873/tcp"))
-        .unwrap_or_else(|| panic!("{text}"));
+    let line = common::nmap_standard_port("rsync", 873, "[services.rsync]\nprotocol = 30\n");
     assert!(line.contains("open") && line.contains("rsync"), "{line}");
     assert!(line.contains("protocol version 30"), "{line}");
-    assert!(sensor.0.try_wait().unwrap().is_none(), "sensor died");
 }
 
 /// Send `data`, then read until the server closes (or 5 s).

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Sensor, of_kind, read_events};
+use common::{Sensor, of_kind};
 use serde_json::Value;
 
 const ACCEPT: &str = "[services.ssh]\nfailed_auth_delay_ms = 0\naccept = [{ user = \"root\", password = \"toor\" }]\n";
@@ -61,29 +61,10 @@ fn ssh_exec(port: u16, password: &str, cmd: &str) -> (i32, String, String) {
     )
 }
 
-/// Wait until `pred` holds for the events (they are written asynchronously).
-fn wait_events(s: &Sensor, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let ev = read_events(&s.event_dir());
-        if pred(&ev) || Instant::now() > deadline {
-            return ev;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn commands(events: &[Value]) -> Vec<String> {
     of_kind(events, "command")
         .iter()
         .map(|e| e["raw"].as_str().unwrap_or("").to_owned())
-        .collect()
-}
-
-fn techniques(events: &[Value]) -> Vec<String> {
-    of_kind(events, "attack")
-        .iter()
-        .map(|e| e["technique"].as_str().unwrap_or("").to_owned())
         .collect()
 }
 
@@ -110,7 +91,7 @@ fn openssh_exec_with_password_capture() {
     let (code, _, err) = ssh_exec(s.port(), "toor", "nosuchcmd");
     assert_eq!(code, 127);
     assert_eq!(err, "bash: line 1: nosuchcmd: command not found\n");
-    let ev = wait_events(&s, |e| commands(e).len() >= 3);
+    let ev = common::wait_events(&s, Duration::from_secs(10), |e| commands(e).len() >= 3);
     let auth = of_kind(&ev, "auth.attempt");
     let pw: Vec<_> = auth.iter().filter(|e| e["method"] == "password").collect();
     assert_eq!(pw.len(), 3, "{auth:?}");
@@ -182,7 +163,7 @@ exit 0
         text.contains("The programs included with the Debian GNU/Linux system are free software;"),
         "{text}"
     );
-    let ev = wait_events(&s, |e| commands(e).len() >= 5);
+    let ev = common::wait_events(&s, Duration::from_secs(10), |e| commands(e).len() >= 5);
     assert!(commands(&ev).len() >= 5, "{:?}", commands(&ev));
     assert_eq!(
         commands(&ev),
@@ -267,7 +248,9 @@ c.close()
     );
     assert!(text.contains("exec 'root\\n2\\n' 0"), "{text}");
     assert!(text.contains("shell True"), "{text}");
-    let ev = wait_events(&s, |e| !of_kind(e, "payload").is_empty());
+    let ev = common::wait_events(&s, Duration::from_secs(10), |e| {
+        !of_kind(e, "payload").is_empty()
+    });
     let auth = of_kind(&ev, "auth.attempt");
     assert!(
         auth.iter().any(|e| e["username"] == "admin"
@@ -317,13 +300,13 @@ fn scp_upload_lands_in_quarantine() {
     let sha = mirage_core::PayloadData::new(body, 0).sha256;
     let stored = s.event_dir().join("quarantine").join(&sha);
     assert_eq!(std::fs::read(&stored).unwrap(), body);
-    let ev = wait_events(&s, |e| {
-        techniques(e).contains(&"ssh.scp_upload".to_string())
+    let ev = common::wait_events(&s, Duration::from_secs(10), |e| {
+        common::techniques(e).contains(&"ssh.scp_upload".to_string())
     });
     let p = of_kind(&ev, "payload");
     assert_eq!(p[0]["sha256"], sha.as_str());
     assert_eq!(p[0]["stored"], format!("quarantine/{sha}"));
-    assert!(techniques(&ev).contains(&"ssh.scp_upload".to_string()));
+    assert!(common::techniques(&ev).contains(&"ssh.scp_upload".to_string()));
     // The uploaded file is visible to the session's shell afterwards? Each
     // connection has its own filesystem, so a new one does not see it.
 }
@@ -364,8 +347,8 @@ fn scp_default_sftp_mode_upload_lands_in_quarantine() {
         std::fs::read(s.event_dir().join("quarantine").join(&sha)).unwrap(),
         body
     );
-    let ev = wait_events(&s, |e| {
-        techniques(e).contains(&"ssh.sftp_upload".to_string())
+    let ev = common::wait_events(&s, Duration::from_secs(10), |e| {
+        common::techniques(e).contains(&"ssh.sftp_upload".to_string())
     });
     let up = of_kind(&ev, "attack")
         .into_iter()
@@ -439,7 +422,9 @@ fn sftp_client_batch_session() {
         std::fs::read(s.event_dir().join("quarantine").join(&sha)).unwrap(),
         payload
     );
-    let ev = wait_events(&s, |e| commands(e).iter().any(|c| c == "sftp rmdir /tmp/d"));
+    let ev = common::wait_events(&s, Duration::from_secs(10), |e| {
+        commands(e).iter().any(|c| c == "sftp rmdir /tmp/d")
+    });
     let raws: Vec<String> = of_kind(&ev, "command")
         .iter()
         .filter(|c| c["command"] == "sftp")
@@ -457,7 +442,7 @@ fn sftp_client_batch_session() {
     ] {
         assert!(raws.iter().any(|r| r == want), "{want} not in {raws:?}");
     }
-    let t = techniques(&ev);
+    let t = common::techniques(&ev);
     assert!(t.contains(&"ssh.sftp_upload".to_string()), "{t:?}");
     assert!(t.contains(&"shell.persistence".to_string()), "{t:?}");
 }
@@ -507,7 +492,9 @@ print("done")
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ev = wait_events(&s, |e| !of_kind(e, "protocol.error").is_empty());
+    let ev = common::wait_events(&s, Duration::from_secs(10), |e| {
+        !of_kind(e, "protocol.error").is_empty()
+    });
     let pe = of_kind(&ev, "protocol.error");
     assert!(
         pe[0]["error"].as_str().unwrap().contains("over the limit"),
@@ -586,8 +573,8 @@ fn mirai_like_replay() {
         "{err}"
     );
     assert_eq!(code, 127);
-    let ev = wait_events(&s, |e| techniques(e).len() >= 2);
-    let t = techniques(&ev);
+    let ev = common::wait_events(&s, Duration::from_secs(10), |e| common::techniques(e).len() >= 2);
+    let t = common::techniques(&ev);
     assert!(t.contains(&"shell.busybox_probe".to_string()), "{t:?}");
     let dl: Vec<_> = of_kind(&ev, "attack")
         .into_iter()
@@ -621,7 +608,7 @@ fn hydra_30_passwords_all_recorded() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("0 valid password"), "{text}");
-    let ev = wait_events(&s, |e| {
+    let ev = common::wait_events(&s, Duration::from_secs(10), |e| {
         of_kind(e, "auth.attempt")
             .iter()
             .filter(|a| a["method"] == "password")
@@ -647,7 +634,7 @@ fn accept_after_failures_policy() {
     assert_eq!(ssh_exec(s.port(), "a1", "true").0, 5);
     assert_eq!(ssh_exec(s.port(), "a2", "true").0, 5);
     let (code, out, _) = ssh_exec(s.port(), "anything", "whoami");
-    let ev = wait_events(&s, |e| !commands(e).is_empty());
+    let ev = common::wait_events(&s, Duration::from_secs(10), |e| !commands(e).is_empty());
     let auth = of_kind(&ev, "auth.attempt");
     assert!(auth.iter().any(|a| a["result"] == "success"), "{auth:?}");
     assert_eq!((code, out.as_str()), (0, "root\n"));
@@ -656,13 +643,8 @@ fn accept_after_failures_policy() {
 /// nmap -sV names OpenSSH with the configured version.
 #[test]
 fn nmap_sees_debian_openssh() {
-    let nmap = mirage_testkit::require_tool("nmap");
     let s = ssh_sensor(ACCEPT);
-    let out = Command::new(nmap)
-        .args(["-sV", "-Pn", "-n", "-p", &s.port().to_string(), "127.0.0.1"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = common::nmap_sv(None, s.port(), &[]);
     assert!(text.contains("OpenSSH 9.2p1 Debian 2+deb12u3"), "{text}");
     assert!(!text.to_lowercase().contains("honeypot"), "{text}");
 }
@@ -854,6 +836,8 @@ fn hostile_input_leaves_sensor_responsive() {
     assert!(t0.elapsed() < Duration::from_secs(10));
     assert_eq!(drip.join().unwrap(), 36, "the slow client was cut early");
     drop(idle);
-    let ev = wait_events(&s, |e| !of_kind(e, "protocol.error").is_empty());
+    let ev = common::wait_events(&s, Duration::from_secs(10), |e| {
+        !of_kind(e, "protocol.error").is_empty()
+    });
     assert!(!of_kind(&ev, "protocol.error").is_empty());
 }

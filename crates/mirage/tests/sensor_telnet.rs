@@ -19,24 +19,6 @@ fn telnet_sensor(config: &str) -> Sensor {
     Sensor::start("telnet", config, tempfile::tempdir().unwrap())
 }
 
-fn wait_events(s: &Sensor, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let ev = read_events(&s.event_dir());
-        if pred(&ev) || Instant::now() > deadline {
-            return ev;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn techniques(events: &[Value]) -> Vec<String> {
-    of_kind(events, "attack")
-        .iter()
-        .map(|e| e["technique"].as_str().unwrap_or("").to_owned())
-        .collect()
-}
-
 /// Read until `needle` appears (or 10 s pass); returns everything read.
 fn read_until(c: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
     let mut got = Vec::new();
@@ -133,8 +115,8 @@ fn mirai_like_session_over_raw_tcp() {
     c.write_all(b"echo '* * * * * /tmp/y.sh' > /etc/cron.d/y\r\nexit\r\n")
         .unwrap();
     read_until(&mut c, b"logout");
-    let ev = wait_events(&s, |e| {
-        techniques(e).contains(&"shell.persistence".to_string())
+    let ev = common::wait_events(&s, Duration::from_secs(10), |e| {
+        common::techniques(e).contains(&"shell.persistence".to_string())
     });
     let auth = of_kind(&ev, "auth.attempt");
     assert_eq!(auth.len(), 2);
@@ -142,7 +124,7 @@ fn mirai_like_session_over_raw_tcp() {
     assert_eq!(auth[0]["result"], "failure");
     assert_eq!(auth[1]["result"], "success");
     assert_eq!(auth[1]["src_ip"], "127.0.0.1");
-    let t = techniques(&ev);
+    let t = common::techniques(&ev);
     for want in ["shell.busybox_probe", "shell.download", "shell.persistence"] {
         assert!(t.contains(&want.to_string()), "{want} not in {t:?}");
     }
@@ -191,7 +173,9 @@ exit 0
         "expect exit {:?}:\n{text}",
         out.status.code()
     );
-    let ev = wait_events(&s, |e| !of_kind(e, "command").is_empty());
+    let ev = common::wait_events(&s, Duration::from_secs(10), |e| {
+        !of_kind(e, "command").is_empty()
+    });
     let auth = of_kind(&ev, "auth.attempt");
     assert_eq!(auth[0]["result"], "success");
     assert!(
@@ -239,7 +223,7 @@ fn hydra_30_passwords_all_recorded() {
             assert!(text.contains("0 valid password"), "{flavor}: {text}");
             runs.push(text);
             // hydra is done: wait until its last attempts are written.
-            let ev = wait_events(&s, |e| {
+            let ev = common::wait_events(&s, Duration::from_secs(10), |e| {
                 let got = recorded(e);
                 todo.iter().all(|p| got.contains(p))
             });
@@ -293,27 +277,18 @@ fn run_hydra(s: &Sensor, passwords: &[String]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn nmap_service(port: u16) -> String {
-    let nmap = mirage_testkit::require_tool("nmap");
-    let out = Command::new(nmap)
-        .args(["-sV", "-Pn", "-n", "-p", &port.to_string(), "127.0.0.1"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// nmap -sV names Linux telnetd / BusyBox telnetd, never a honeypot.
 #[test]
 fn nmap_names_a_plausible_telnetd() {
     let s = telnet_sensor(ACCEPT);
-    let text = nmap_service(s.port());
+    let text = common::nmap_sv(None, s.port(), &[]);
     assert!(text.contains("Linux telnetd"), "{text}");
     assert!(
         !text.to_lowercase().contains("honeypot") && !text.contains("Cowrie"),
         "{text}"
     );
     let b = telnet_sensor("[services.telnet]\nflavor = \"busybox\"\n");
-    let text = nmap_service(b.port());
+    let text = common::nmap_sv(None, b.port(), &[]);
     assert!(text.contains("BusyBox telnetd"), "{text}");
     assert!(!text.to_lowercase().contains("honeypot"), "{text}");
 }

@@ -263,6 +263,85 @@ pub fn read_events_allowing(dir: &Path, torn: usize) -> Vec<Value> {
     out
 }
 
+/// Waits until `done` holds on the sensor's events (they are written
+/// asynchronously) or `timeout` passes; returns the events read last, so
+/// the caller's assertions say what was missing.
+pub fn wait_events(
+    sensor: &Sensor,
+    timeout: Duration,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        let ev = read_events(&sensor.event_dir());
+        if done(&ev) || start.elapsed() > timeout {
+            return ev;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `nmap -sV -Pn -n EXTRA… -p PORT 127.0.0.1`, inside `ns` when given;
+/// nmap's whole report (it must exit 0).
+pub fn nmap_sv(ns: Option<&Netns>, port: u16, extra: &[&str]) -> String {
+    let nmap = mirage_testkit::require_tool("nmap");
+    let mut cmd = match ns {
+        Some(ns) => ns.cmd(&nmap),
+        None => Command::new(&nmap),
+    };
+    let out = cmd
+        .args(["-sV", "-Pn", "-n"])
+        .args(extra)
+        .args(["-p", &port.to_string(), "127.0.0.1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "nmap: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// The `PORT/tcp …` line of an nmap report.
+pub fn nmap_port_line(report: &str, port: u16) -> String {
+    let prefix = format!("{port}/tcp");
+    report
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} line in:\n{report}"))
+        .to_owned()
+}
+
+/// nmap -sV against `service` on its standard `port`: nmap tries some
+/// version probes early only on a service's usual port, so the sensor runs
+/// alone on 127.0.0.1:PORT in a private namespace, with `config`. Returns
+/// the port's line once the sensor is known to have outlived the scan.
+pub fn nmap_standard_port(service: &str, port: u16, config: &str) -> String {
+    let ns = Netns::new();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut sensor = Sensor::start_in_netns(
+        &ns,
+        config,
+        &["--service", &format!("{service}={addr}")],
+        tempfile::tempdir().unwrap(),
+        addr,
+    );
+    let report = nmap_sv(Some(&ns), port, &[]);
+    let alive = sensor.child.as_mut().unwrap().try_wait().unwrap().is_none();
+    assert!(alive, "the sensor died during the scan");
+    nmap_port_line(&report, port)
+}
+
+/// The technique of every `attack` event, in order.
+pub fn techniques(events: &[Value]) -> Vec<String> {
+    of_kind(events, "attack")
+        .iter()
+        .map(|e| e["technique"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
 /// The events of one kind.
 pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["kind"] == kind).collect()

@@ -499,13 +499,9 @@ fn hostile_input_leaves_sensor_responsive() {
         "{:?}",
         start.elapsed()
     );
-    let (rss, peak) = s.rss_kib();
-    eprintln!("with 1500 half-open + hostile: rss {rss} KiB, peak {peak} KiB");
-    assert!(peak < 128 * 1024, "peak RSS {peak} KiB");
+    s.assert_peak_rss_under(128, "1500 half-open + hostile");
     drop(idle);
-    let stderr = s.stop();
-    assert!(!stderr.contains("panic"), "{stderr}");
-    let events = read_events(&s.event_dir());
+    let events = s.stop_after_hostile_input();
     let errors = of_kind(&events, "protocol.error");
     let texts: Vec<&str> = errors
         .iter()

@@ -541,10 +541,7 @@ fn hostile_input_and_half_open_flood() {
     v.extend_from_slice(&data);
     exchange(addr, &v);
 
-    let mut idle = Vec::with_capacity(3000);
-    for _ in 0..3000 {
-        idle.push(TcpStream::connect(addr).unwrap());
-    }
+    let idle = common::idle_connections(addr, 3000);
     std::thread::sleep(Duration::from_millis(300));
     let start = Instant::now();
     let (code, out, err) = rsync(&[&url(addr, "")]);
@@ -555,14 +552,11 @@ fn hostile_input_and_half_open_flood() {
         "{:?}",
         start.elapsed()
     );
-    let (rss, peak) = s.rss_kib();
-    eprintln!("with 3000 half-open + hostile: rss {rss} KiB, peak {peak} KiB");
+    s.assert_peak_rss_under(128, "3000 half-open + hostile");
     drop(idle);
 
     let mut s = s;
-    let stderr = s.stop();
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let events = read_events(&s.event_dir());
+    let events = s.stop_after_hostile_input();
     let errors: Vec<String> = of_kind(&events, "protocol.error")
         .iter()
         .map(|e| e["error"].as_str().unwrap().to_owned())

@@ -573,7 +573,9 @@ fn mirai_like_replay() {
         "{err}"
     );
     assert_eq!(code, 127);
-    let ev = common::wait_events(&s, Duration::from_secs(10), |e| common::techniques(e).len() >= 2);
+    let ev = common::wait_events(&s, Duration::from_secs(10), |e| {
+        common::techniques(e).len() >= 2
+    });
     let t = common::techniques(&ev);
     assert!(t.contains(&"shell.busybox_probe".to_string()), "{t:?}");
     let dl: Vec<_> = of_kind(&ev, "attack")

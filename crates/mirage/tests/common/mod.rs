@@ -179,6 +179,44 @@ impl Sensor {
         };
         (field("VmRSS:"), field("VmHWM:"))
     }
+
+    /// Asserts the sensor's peak RSS stayed under `cap_mib` (the memory cap
+    /// a flood test holds it to) and prints the figures under `label`.
+    pub fn assert_peak_rss_under(&self, cap_mib: u64, label: &str) {
+        let (rss, peak) = self.rss_kib();
+        eprintln!("{label}: rss {rss} KiB, peak {peak} KiB");
+        assert!(
+            peak < cap_mib * 1024,
+            "{label}: peak RSS {peak} KiB over the {cap_mib} MiB cap"
+        );
+    }
+
+    /// Stops the sensor after a flood of hostile input and checks what
+    /// every emulator owes it: attacker garbage is an event, never a WARN,
+    /// ERROR or panic in the log, and every session that connected was
+    /// closed. Returns the events for the protocol's own checks.
+    pub fn stop_after_hostile_input(&mut self) -> Vec<Value> {
+        let stderr = self.stop();
+        assert!(
+            !stderr.contains("ERROR") && !stderr.contains("WARN") && !stderr.contains("panic"),
+            "{stderr}"
+        );
+        let events = read_events(&self.event_dir());
+        assert_eq!(
+            of_kind(&events, "session.connect").len(),
+            of_kind(&events, "session.close").len(),
+            "a session was left unclosed"
+        );
+        events
+    }
+}
+
+/// `n` connections to `addr` that never send a byte (half-open sessions
+/// for flood tests); dropping the vector closes them.
+pub fn idle_connections(addr: SocketAddr, n: usize) -> Vec<std::net::TcpStream> {
+    (0..n)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect()
 }
 
 impl Drop for Sensor {

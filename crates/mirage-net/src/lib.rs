@@ -29,7 +29,7 @@ pub use emit::{EventRx, EventTx, event_channel};
 pub use harness::{BoundListener, Harness, bind_diverted, bind_listener};
 pub use limits::{ConnLimiter, Limits};
 pub use rlimit::raise_fd_limit;
-pub use session::{PeekedHello, Session, SessionEnd, Tap, envelope};
+pub use session::{Session, SessionEnd, Tap, envelope};
 
 use async_trait::async_trait;
 

@@ -96,16 +96,6 @@ pub trait Tap: Send + Sync {
     fn observe(&mut self, data: &[u8]);
 }
 
-/// What [`Session::peek_client_hello`] saw: the parsed hello (or why the
-/// bytes are not one) and the bytes themselves, still unread.
-#[derive(Debug)]
-pub struct PeekedHello {
-    /// The ClientHello, or why the first bytes are not one.
-    pub hello: Result<mirage_proto::tls_hello::ClientHello, mirage_proto::tls_hello::HelloError>,
-    /// The bytes peeked (at most `MAX_WIRE_LEN`).
-    pub bytes: Vec<u8>,
-}
-
 /// The connection, in clear or after a TLS upgrade.
 enum Stream {
     Plain(TcpStream),
@@ -397,55 +387,34 @@ impl Session {
         }
     }
 
-    /// Wait until the bytes the client sent first are a whole TLS
-    /// ClientHello, or cannot be one, *without consuming them*: a following
-    /// [`Session::start_tls`] reads the same bytes. Gives up with
-    /// [`SessionEnd::HandshakeTimeout`] after the handshake timeout. The
-    /// peek buffer ([`mirage_proto::tls_hello::MAX_WIRE_LEN`] bytes, enough
-    /// for any hello) exists only while this runs.
-    pub async fn peek_client_hello(&mut self) -> Result<PeekedHello, SessionEnd> {
+    /// Reads on until `buf` (what the client sent first; it may already
+    /// hold bytes) is a whole TLS ClientHello or cannot be one, and returns
+    /// the parse. `None` when `deadline` passes first. The bytes stay in
+    /// `buf` either way: give them back with [`Session::unread`] before
+    /// [`Session::start_tls`], or record them. Reads stop at
+    /// [`mirage_proto::tls_hello::MAX_WIRE_LEN`], where every hello has a
+    /// final answer.
+    pub async fn read_client_hello(
+        &mut self,
+        buf: &mut BytesMut,
+        deadline: tokio::time::Instant,
+    ) -> Result<
+        Option<Result<mirage_proto::tls_hello::ClientHello, mirage_proto::tls_hello::HelloError>>,
+        SessionEnd,
+    > {
         use mirage_proto::tls_hello::{HelloError, MAX_WIRE_LEN, parse_client_hello};
-        let Stream::Plain(stream) = &self.stream else {
-            return Err(SessionEnd::ProtocolError);
-        };
-        let wait = self
-            .limits
-            .handshake_timeout
-            .unwrap_or(std::time::Duration::from_secs(60));
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut buf: Vec<u8> = Vec::new();
-        let mut seen = 0usize;
-        let peek = async {
-            loop {
-                stream.readable().await.map_err(SessionEnd::from_io)?;
-                if buf.is_empty() {
-                    buf = vec![0u8; MAX_WIRE_LEN];
-                }
-                let n = match stream.peek(&mut buf).await {
-                    Ok(0) => return Err(SessionEnd::ClientClosed),
-                    Ok(n) => n,
-                    Err(e) => return Err(SessionEnd::from_io(e)),
-                };
-                match parse_client_hello(&buf[..n]) {
-                    Err(HelloError::Incomplete) if n < MAX_WIRE_LEN => {
-                        // Peeking leaves the bytes queued, so the socket
-                        // stays readable: wait a little for the rest of a
-                        // hello split over several segments.
-                        if n == seen {
-                            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        loop {
+            match parse_client_hello(buf) {
+                Err(HelloError::Incomplete) if buf.len() < MAX_WIRE_LEN => {
+                    match tokio::time::timeout_at(deadline, self.read_some(buf)).await {
+                        Ok(read) => {
+                            read?;
                         }
-                        seen = n;
-                    }
-                    hello => {
-                        buf.truncate(n);
-                        return Ok(PeekedHello { hello, bytes: buf });
+                        Err(_) => return Ok(None),
                     }
                 }
+                parsed => return Ok(Some(parsed)),
             }
-        };
-        tokio::select! {
-            r = tokio::time::timeout_at(deadline, peek) => r.unwrap_or(Err(SessionEnd::HandshakeTimeout)),
-            _ = self.shutdown.cancelled() => Err(SessionEnd::Shutdown),
         }
     }
 

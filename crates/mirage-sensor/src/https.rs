@@ -1,8 +1,9 @@
 //! The `https` service: the HTTP honeypot's site behind TLS.
 //!
-//! Each connection's ClientHello is peeked first (not consumed, see
-//! [`Session::peek_client_hello`]) and parsed by
-//! [`mirage_proto::tls_hello`] for SNI, ALPN, JA3 and JA4; rustls then
+//! Each connection's ClientHello is read first
+//! ([`Session::read_client_hello`]) and parsed by
+//! [`mirage_proto::tls_hello`] for SNI, ALPN, JA3 and JA4, then given back
+//! ([`Session::unread`]) so rustls reads the same bytes; rustls then
 //! terminates TLS with a certificate the local [`CertAuthority`] issues for
 //! that SNI, and the decrypted stream goes to the same [`HttpEmulator`] as
 //! plain HTTP. One `command` event `tls.client_hello` per connection carries
@@ -14,6 +15,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::BytesMut;
 use mirage_core::{BytesText, EventKind, PayloadData};
 use mirage_net::tls::TlsAcceptor;
 use mirage_net::{CertAuthority, Emulator, Session, SessionEnd};
@@ -125,10 +127,18 @@ impl Emulator for HttpsEmulator {
     }
 
     async fn serve(&self, session: &mut Session) -> Result<(), SessionEnd> {
-        let peeked = session.peek_client_hello().await?;
-        let hello = match peeked.hello {
-            Ok(h) => h,
-            Err(e) => {
+        let wait = session
+            .limits()
+            .handshake_timeout
+            .unwrap_or(std::time::Duration::from_secs(60));
+        let mut buf = BytesMut::new();
+        let read = session
+            .read_client_hello(&mut buf, tokio::time::Instant::now() + wait)
+            .await?;
+        let hello = match read {
+            Some(Ok(h)) => h,
+            None => return Err(SessionEnd::HandshakeTimeout),
+            Some(Err(e)) => {
                 // Plain HTTP or garbage on the TLS port: recorded, then the
                 // connection is dropped as a TLS server would.
                 let why = match e {
@@ -138,12 +148,13 @@ impl Emulator for HttpsEmulator {
                 session
                     .emit(EventKind::ProtocolError {
                         error: format!("not a TLS ClientHello: {why}"),
-                        data: PayloadData::new(&peeked.bytes, 1024),
+                        data: PayloadData::new(&buf, 1024),
                     })
                     .await;
                 return Err(SessionEnd::ProtocolError);
             }
         };
+        session.unread(buf);
         let done = session.start_tls(&self.acceptor).await;
         session.emit(hello_event(&hello, &done)).await;
         match done {

@@ -3,9 +3,9 @@
 //! on the decrypted stream.
 //!
 //! The catch-all has already read the first bytes (it had to, to see they
-//! were TLS), so the hello is completed by reading on (bounded by
-//! [`MAX_WIRE_LEN`] and the peek window), parsed by
-//! [`mirage_proto::tls_hello`], given back with [`Session::unread`] and fed
+//! were TLS), so the hello is completed by reading on
+//! ([`Session::read_client_hello`], bounded in bytes and by the peek
+//! window), given back with [`Session::unread`] and fed
 //! to rustls by [`Session::start_tls`]. The `tls.client_hello` event is the
 //! one the `https` service writes (SNI, ALPN, JA3, JA4, handshake outcome).
 //! The decrypted stream then goes through detection like a plain one: HTTP
@@ -19,7 +19,6 @@ use bytes::BytesMut;
 use mirage_net::tls::TlsAcceptor;
 use mirage_net::{CertAuthority, Session, SessionEnd};
 use mirage_proto::detect::Protocol;
-use mirage_proto::tls_hello::{HelloError, MAX_WIRE_LEN, parse_client_hello};
 
 use super::{Catchall, Peeked, peek};
 
@@ -46,20 +45,11 @@ impl TlsTermination {
     ) -> Result<(), SessionEnd> {
         let window = Duration::from_millis(catchall.cfg.peek_ms.max(1000));
         let deadline = tokio::time::Instant::now() + window;
-        let hello = loop {
-            match parse_client_hello(&buf) {
-                Err(HelloError::Incomplete) if buf.len() < MAX_WIRE_LEN => {
-                    match tokio::time::timeout_at(deadline, session.read_some(&mut buf)).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(end)) => {
-                            catchall.capture_only(session, &buf).await;
-                            return Err(end);
-                        }
-                        Err(_) => break None,
-                    }
-                }
-                Ok(h) => break Some(h),
-                Err(_) => break None,
+        let hello = match session.read_client_hello(&mut buf, deadline).await {
+            Ok(parsed) => parsed.and_then(Result::ok),
+            Err(end) => {
+                catchall.capture_only(session, &buf).await;
+                return Err(end);
             }
         };
         let Some(hello) = hello else {

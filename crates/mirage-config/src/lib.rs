@@ -132,6 +132,84 @@ pub struct Services {
     pub https: HttpsConfig,
 }
 
+/// A service that listens on ports of its own: its name, whether it runs,
+/// and its addresses.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoints<'a> {
+    /// The name `--service` and events use.
+    pub name: &'static str,
+    /// Whether it runs.
+    pub enabled: bool,
+    /// Addresses to listen on.
+    pub listen: &'a [std::net::SocketAddr],
+    /// Replacements for `listen` addresses that cannot be bound.
+    pub fallback: &'a [std::net::SocketAddr],
+}
+
+/// [`Endpoints`], writable.
+pub struct EndpointsMut<'a> {
+    /// The name `--service` and events use.
+    pub name: &'static str,
+    /// Whether it runs.
+    pub enabled: &'a mut bool,
+    /// Addresses to listen on.
+    pub listen: &'a mut Vec<std::net::SocketAddr>,
+    /// Replacements for `listen` addresses that cannot be bound.
+    pub fallback: &'a mut Vec<std::net::SocketAddr>,
+}
+
+/// Calls `$each!(name, field)` for every service with ports of its own
+/// (all but the catch-all, which takes whatever the firewall diverts), so
+/// the two views below list them once.
+macro_rules! own_port_services {
+    ($each:ident) => {
+        [
+            $each!("redis", redis),
+            $each!("mysql", mysql),
+            $each!("ftp", ftp),
+            $each!("rsync", rsync),
+            $each!("mongodb", mongodb),
+            $each!("ssh", ssh),
+            $each!("telnet", telnet),
+            $each!("http", http),
+            $each!("elasticsearch", elasticsearch),
+            $each!("https", https),
+        ]
+    };
+}
+
+impl Services {
+    /// Every service with ports of its own, in start order.
+    pub fn endpoints(&self) -> [Endpoints<'_>; 10] {
+        macro_rules! view {
+            ($name:expr, $f:ident) => {
+                Endpoints {
+                    name: $name,
+                    enabled: self.$f.enabled,
+                    listen: &self.$f.listen,
+                    fallback: &self.$f.fallback_listen,
+                }
+            };
+        }
+        own_port_services!(view)
+    }
+
+    /// [`Services::endpoints`], writable.
+    pub fn endpoints_mut(&mut self) -> [EndpointsMut<'_>; 10] {
+        macro_rules! view_mut {
+            ($name:expr, $f:ident) => {
+                EndpointsMut {
+                    name: $name,
+                    enabled: &mut self.$f.enabled,
+                    listen: &mut self.$f.listen,
+                    fallback: &mut self.$f.fallback_listen,
+                }
+            };
+        }
+        own_port_services!(view_mut)
+    }
+}
+
 impl Config {
     /// Parse and validate TOML `text`; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
@@ -233,52 +311,18 @@ impl Config {
                 .map(|(_, a)| *a)
                 .collect()
         };
-        let addrs = pick("redis");
-        self.services.redis.enabled = !addrs.is_empty();
-        self.services.redis.listen = addrs;
-        self.services.redis.fallback_listen = Vec::new();
-        let addrs = pick("mysql");
-        self.services.mysql.enabled = !addrs.is_empty();
-        self.services.mysql.listen = addrs;
-        self.services.mysql.fallback_listen = Vec::new();
-        let addrs = pick("ftp");
-        self.services.ftp.enabled = !addrs.is_empty();
-        self.services.ftp.listen = addrs;
-        self.services.ftp.fallback_listen = Vec::new();
-        let addrs = pick("rsync");
-        self.services.rsync.enabled = !addrs.is_empty();
-        self.services.rsync.listen = addrs;
-        self.services.rsync.fallback_listen = Vec::new();
-        let addrs = pick("mongodb");
-        self.services.mongodb.enabled = !addrs.is_empty();
-        self.services.mongodb.listen = addrs;
-        self.services.mongodb.fallback_listen = Vec::new();
-        let addrs = pick("ssh");
-        self.services.ssh.enabled = !addrs.is_empty();
-        self.services.ssh.listen = addrs;
-        self.services.ssh.fallback_listen = Vec::new();
-        let addrs = pick("telnet");
-        self.services.telnet.enabled = !addrs.is_empty();
-        self.services.telnet.listen = addrs;
-        self.services.telnet.fallback_listen = Vec::new();
-        let addrs = pick("http");
-        self.services.http.enabled = !addrs.is_empty();
-        self.services.http.listen = addrs;
-        self.services.http.fallback_listen = Vec::new();
-        let addrs = pick("elasticsearch");
-        self.services.elasticsearch.enabled = !addrs.is_empty();
-        self.services.elasticsearch.listen = addrs;
-        self.services.elasticsearch.fallback_listen = Vec::new();
+        for ep in self.services.endpoints_mut() {
+            let addrs = pick(ep.name);
+            *ep.enabled = !addrs.is_empty();
+            *ep.listen = addrs;
+            ep.fallback.clear();
+        }
         // The catch-all: TCP on the given address; UDP on the same address
         // when it is one (so `--service catchall=0.0.0.0:65530` captures both).
         let addrs = pick("catchall");
         self.services.catchall.enabled = !addrs.is_empty();
         self.services.catchall.udp_listen = addrs.clone();
         self.services.catchall.listen = addrs;
-        let addrs = pick("https");
-        self.services.https.enabled = !addrs.is_empty();
-        self.services.https.listen = addrs;
-        self.services.https.fallback_listen = Vec::new();
         Ok(())
     }
 }

@@ -111,3 +111,17 @@ fn only_services_picks_and_rejects() {
             .is_err()
     );
 }
+
+/// Every service name but the catch-all has endpoints, in start order, so
+/// `--service` and `mirage firewall` cannot miss a newly added service.
+#[test]
+fn endpoints_cover_every_service_with_ports() {
+    let c = Config::default();
+    let names: Vec<&str> = c.services.endpoints().iter().map(|e| e.name).collect();
+    let want: Vec<&str> = SERVICE_NAMES
+        .iter()
+        .copied()
+        .filter(|n| *n != "catchall")
+        .collect();
+    assert_eq!(names, want);
+}

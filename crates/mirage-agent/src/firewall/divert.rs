@@ -224,35 +224,12 @@ impl DivertPlan {
 
 /// The TCP ports the sensor's enabled services listen on.
 fn service_ports(config: &Config) -> BTreeSet<u16> {
-    let s = &config.services;
-    let lists = [
-        (s.redis.enabled, &s.redis.listen, &s.redis.fallback_listen),
-        (s.mysql.enabled, &s.mysql.listen, &s.mysql.fallback_listen),
-        (s.ftp.enabled, &s.ftp.listen, &s.ftp.fallback_listen),
-        (s.rsync.enabled, &s.rsync.listen, &s.rsync.fallback_listen),
-        (
-            s.mongodb.enabled,
-            &s.mongodb.listen,
-            &s.mongodb.fallback_listen,
-        ),
-        (s.ssh.enabled, &s.ssh.listen, &s.ssh.fallback_listen),
-        (
-            s.telnet.enabled,
-            &s.telnet.listen,
-            &s.telnet.fallback_listen,
-        ),
-        (s.http.enabled, &s.http.listen, &s.http.fallback_listen),
-        (s.https.enabled, &s.https.listen, &s.https.fallback_listen),
-        (
-            s.elasticsearch.enabled,
-            &s.elasticsearch.listen,
-            &s.elasticsearch.fallback_listen,
-        ),
-    ];
-    lists
-        .into_iter()
-        .filter(|(enabled, _, _)| *enabled)
-        .flat_map(|(_, listen, fallback)| listen.iter().chain(fallback.iter()))
+    config
+        .services
+        .endpoints()
+        .iter()
+        .filter(|ep| ep.enabled)
+        .flat_map(|ep| ep.listen.iter().chain(ep.fallback))
         .map(|a| a.port())
         .filter(|p| *p != 0)
         .collect()

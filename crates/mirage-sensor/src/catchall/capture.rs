@@ -146,12 +146,8 @@ impl State {
                 tracing::warn!(error = %e, "cannot store a captured payload");
             }
             self.upload = Some(up);
-            if let Err(e) = self.upload_write(&data[to_inline..]) {
-                tracing::warn!(error = %e, "cannot store a captured payload");
-            }
-        } else if self.upload.is_some()
-            && let Err(e) = self.upload_write(&data[to_inline..])
-        {
+        }
+        if let Err(e) = self.upload_write(&data[to_inline..]) {
             tracing::warn!(error = %e, "cannot store a captured payload");
         }
     }

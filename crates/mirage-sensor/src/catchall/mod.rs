@@ -127,13 +127,8 @@ impl Catchall {
         name: &str,
         emu: &Arc<dyn Emulator>,
         peeked: BytesMut,
-        capture: Option<Capture>,
     ) -> Result<(), SessionEnd> {
-        let capture = if name == "ssh" {
-            None
-        } else {
-            capture.or_else(|| Some(self.capture()))
-        };
+        let capture = (name != "ssh").then(|| self.capture());
         if let Some(c) = &capture {
             c.feed(&peeked);
             session.set_tap(Some(c.tap()));
@@ -155,17 +150,16 @@ impl Catchall {
         &self,
         session: &mut Session,
         peeked: BytesMut,
-        capture: Option<Capture>,
         banner: Option<&str>,
     ) -> Result<(), SessionEnd> {
         if let Some(text) = banner {
             Box::pin(session.write_all(text.as_bytes())).await?;
         }
         let wait = Duration::from_secs(self.cfg.data_timeout_secs);
-        if peeked.is_empty() && capture.is_none() {
+        if peeked.is_empty() {
             Box::pin(session.wait_readable(wait)).await?;
         }
-        let capture = capture.unwrap_or_else(|| self.capture());
+        let capture = self.capture();
         capture.feed(&peeked);
         drop(peeked);
         let result = Box::pin(self.raw_loop(session, &capture, wait)).await;
@@ -208,7 +202,6 @@ impl Catchall {
         protocol: Protocol,
         by: &str,
         peeked: BytesMut,
-        capture: Option<Capture>,
     ) -> Result<(), SessionEnd> {
         let port = session.local().port();
         let target = self.target(protocol, port);
@@ -220,14 +213,14 @@ impl Catchall {
             })
             .await;
         match target {
-            Some((name, emu)) => self.hand_off(session, name, emu, peeked, capture).await,
+            Some((name, emu)) => self.hand_off(session, name, emu, peeked).await,
             None => {
                 let banner = if peeked.is_empty() {
                     self.cfg.banner_for(port)
                 } else {
                     None
                 };
-                self.raw(session, peeked, capture, banner).await
+                self.raw(session, peeked, banner).await
             }
         }
     }
@@ -290,14 +283,12 @@ impl Emulator for Catchall {
             }
             Ok(Peeked::Known(Protocol::Tls, buf)) => match &self.tls {
                 Some(t) => Box::pin(t.serve(self, session, buf)).await,
-                None => Box::pin(self.detected(session, Protocol::Tls, "bytes", buf, None)).await,
+                None => Box::pin(self.detected(session, Protocol::Tls, "bytes", buf)).await,
             },
-            Ok(Peeked::Known(p, buf)) => {
-                Box::pin(self.detected(session, p, "bytes", buf, None)).await
-            }
-            Ok(Peeked::Unknown(buf)) => Box::pin(self.raw(session, buf, None, None)).await,
+            Ok(Peeked::Known(p, buf)) => Box::pin(self.detected(session, p, "bytes", buf)).await,
+            Ok(Peeked::Unknown(buf)) => Box::pin(self.raw(session, buf, None)).await,
             Ok(Peeked::Silent) => match by_port(port) {
-                Some(p) => Box::pin(self.detected(session, p, "port", BytesMut::new(), None)).await,
+                Some(p) => Box::pin(self.detected(session, p, "port", BytesMut::new())).await,
                 None => {
                     // The idle connection's resting place: parked here,
                     // inline, with no capture and no buffer yet.
@@ -306,7 +297,7 @@ impl Emulator for Catchall {
                     }
                     let wait = Duration::from_secs(self.cfg.data_timeout_secs);
                     session.wait_readable(wait).await?;
-                    Box::pin(self.raw(session, BytesMut::new(), None, None)).await
+                    Box::pin(self.raw(session, BytesMut::new(), None)).await
                 }
             },
         }

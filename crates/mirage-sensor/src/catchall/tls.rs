@@ -56,7 +56,7 @@ impl TlsTermination {
             // Not a hello after all (or one too large or too slow): the
             // bytes are captured raw.
             return catchall
-                .detected(session, Protocol::Tls, "bytes", buf, None)
+                .detected(session, Protocol::Tls, "bytes", buf)
                 .await;
         };
         // `tls`, without a hand-off: the decrypted stream gets its own
@@ -84,12 +84,10 @@ impl TlsTermination {
                 Err(end)
             }
             Ok(Peeked::Known(p, buf)) => {
-                Box::pin(catchall.detected(session, p, "bytes", buf, None)).await
+                Box::pin(catchall.detected(session, p, "bytes", buf)).await
             }
-            Ok(Peeked::Unknown(buf)) => Box::pin(catchall.raw(session, buf, None, None)).await,
-            Ok(Peeked::Silent) => {
-                Box::pin(catchall.raw(session, BytesMut::new(), None, None)).await
-            }
+            Ok(Peeked::Unknown(buf)) => Box::pin(catchall.raw(session, buf, None)).await,
+            Ok(Peeked::Silent) => Box::pin(catchall.raw(session, BytesMut::new(), None)).await,
         }
     }
 }

@@ -29,6 +29,8 @@ pub struct Flows {
     per_sec: u32,
     window_start: Instant,
     in_window: u32,
+    /// When a full table was last swept for expired flows.
+    last_sweep: Option<Instant>,
     /// New flows not recorded because of the rate cap.
     pub rate_dropped: u64,
 }
@@ -43,6 +45,7 @@ impl Flows {
             per_sec: cfg.udp_max_events_per_sec,
             window_start: Instant::now(),
             in_window: 0,
+            last_sweep: None,
             rate_dropped: 0,
         }
     }
@@ -66,9 +69,15 @@ impl Flows {
             return false;
         }
         self.in_window += 1;
-        if self.seen.len() >= self.max_flows && !self.seen.contains_key(&key) {
+        // A full table is swept at most once a second: a spoofed flood
+        // that keeps it full must not cost a full pass per datagram.
+        let swept_lately = self
+            .last_sweep
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1));
+        if self.seen.len() >= self.max_flows && !self.seen.contains_key(&key) && !swept_lately {
             let idle = self.idle;
             self.seen.retain(|_, last| now.duration_since(*last) < idle);
+            self.last_sweep = Some(now);
         }
         if self.seen.len() < self.max_flows || self.seen.contains_key(&key) {
             self.seen.insert(key, now);
@@ -203,5 +212,9 @@ mod tests {
             a("10.0.0.2:53"),
             t0 + Duration::from_millis(1001)
         ));
+        // Once the flows have gone idle, a sweep makes room again.
+        let later = t0 + Duration::from_secs(cfg.udp_flow_idle_secs + 1);
+        assert!(f.arrive(a("10.0.0.9:2"), a("10.0.0.2:53"), later));
+        assert_eq!(f.len(), 1);
     }
 }

@@ -428,14 +428,7 @@ mod tests {
     /// Replays the committed fuzz corpus.
     #[test]
     fn fuzz_corpus_replays() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/ftp");
-        let mut n = 0;
-        for entry in std::fs::read_dir(&dir).expect("fuzz/corpus/ftp exists") {
-            let data = std::fs::read(entry.unwrap().path()).unwrap();
-            fuzz_parse(&data);
-            n += 1;
-        }
-        assert!(n > 0, "empty corpus");
+        crate::replay_fuzz_corpus("ftp", fuzz_parse);
     }
 
     proptest! {

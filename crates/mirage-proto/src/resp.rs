@@ -1033,14 +1033,7 @@ mod tests {
     /// Replays the committed fuzz corpus (and any crash inputs saved there).
     #[test]
     fn fuzz_corpus_replays() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/resp");
-        let mut n = 0;
-        for entry in std::fs::read_dir(&dir).expect("fuzz/corpus/resp exists") {
-            let data = std::fs::read(entry.unwrap().path()).unwrap();
-            fuzz_parse(&data);
-            n += 1;
-        }
-        assert!(n > 0, "empty corpus");
+        crate::replay_fuzz_corpus("resp", fuzz_parse);
     }
 
     proptest! {

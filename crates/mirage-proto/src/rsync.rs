@@ -1079,14 +1079,7 @@ mod tests {
     /// between a real rsync client and daemon).
     #[test]
     fn fuzz_corpus_replays() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/rsync");
-        let mut n = 0;
-        for entry in std::fs::read_dir(&dir).expect("fuzz/corpus/rsync exists") {
-            let data = std::fs::read(entry.unwrap().path()).unwrap();
-            fuzz_parse(&data);
-            n += 1;
-        }
-        assert!(n > 0, "empty corpus");
+        crate::replay_fuzz_corpus("rsync", fuzz_parse);
     }
 
     #[test]

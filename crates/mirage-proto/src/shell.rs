@@ -533,13 +533,7 @@ mod tests {
     /// Replays the committed fuzz corpus.
     #[test]
     fn fuzz_corpus_replays() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/shell");
-        let mut n = 0;
-        for entry in std::fs::read_dir(&dir).expect("fuzz/corpus/shell exists") {
-            fuzz_parse(&std::fs::read(entry.unwrap().path()).unwrap());
-            n += 1;
-        }
-        assert!(n > 0, "empty corpus");
+        crate::replay_fuzz_corpus("shell", fuzz_parse);
     }
 
     fn p(s: &str) -> Result<Script, ParseError> {

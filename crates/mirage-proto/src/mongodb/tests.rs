@@ -313,14 +313,7 @@ fn iso_dates() {
 /// Replays the committed fuzz corpus (and any crash inputs saved there).
 #[test]
 fn fuzz_corpus_replays() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/mongodb");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).expect("fuzz/corpus/mongodb exists") {
-        let data = std::fs::read(entry.unwrap().path()).unwrap();
-        fuzz_parse(&data);
-        n += 1;
-    }
-    assert!(n > 0, "empty corpus");
+    crate::replay_fuzz_corpus("mongodb", fuzz_parse);
 }
 
 proptest! {

@@ -32,6 +32,8 @@ APT_PACKAGES=(
   nginx                      # the real server the HTTP honeypot's pages are compared with (tests) and benchmarked against
   wrk                        # HTTP load generator for bench/http
   tshark                     # JA3 of the ClientHello fixtures by Wireshark's dissector (text2pcap comes with it)
+  openssl                    # catch-all: openssl s_client with an SNI through on-demand TLS
+  iproute2                   # ip netns, ss: namespace topologies of the catch-all and firewall tests
 )
 
 missing=()

@@ -3,8 +3,9 @@
 //! `bench/catchall/run.sh`. Kept in the binary so tests and the benchmark
 //! need nothing else built; not part of the CLI contract.
 //!
-//! - `accept ADDR`: accept and close at once, as fast as possible (the
-//!   ceiling a honeypot is compared against); prints the count on SIGTERM.
+//! - `accept ADDR`: accept, read to the client's FIN, close, recording
+//!   nothing, as fast as possible (the ceiling a honeypot is compared
+//!   against); prints the count on SIGTERM.
 //! - `short ADDR COUNT`: COUNT connections, each connect, send one line,
 //!   close; prints `{"ok":…,"failed":…,"secs":…}`.
 //! - `idle ADDR COUNT`: open COUNT connections that never send a byte,
@@ -31,7 +32,7 @@ pub struct FloodArgs {
 
 #[derive(Subcommand, Debug)]
 enum Mode {
-    /// Accept and close at once until SIGTERM; print how many.
+    /// Accept, drain and close until SIGTERM; print how many.
     Accept {
         /// Address to listen on.
         addr: SocketAddr,
@@ -110,8 +111,20 @@ async fn accept(addr: SocketAddr) -> ExitCode {
     loop {
         tokio::select! {
             r = listener.accept() => {
-                if r.is_ok() {
+                // Drained to the client's FIN and closed on a task of its
+                // own: the same exchange a honeypot has, minus recording.
+                // (Closing first, unread, would leave TIME_WAIT on this side
+                // and make reused client ports stall: no ceiling at all.)
+                if let Ok((mut s, _)) = r {
                     n += 1;
+                    tokio::spawn(async move {
+                        let mut sink = [0u8; 512];
+                        while let Ok(k) = tokio::io::AsyncReadExt::read(&mut s, &mut sink).await {
+                            if k == 0 {
+                                break;
+                            }
+                        }
+                    });
                 }
             }
             _ = term.recv() => break,

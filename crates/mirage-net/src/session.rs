@@ -89,6 +89,30 @@ impl SessionEnd {
 /// Largest single read; bigger inputs arrive over several reads.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// A read that would have to grow the caller's buffer by this much or more
+/// first checks that bytes are really there ([`has_bytes`]).
+const PROBE_BELOW: usize = 512;
+
+/// Whether the socket has a byte to read, by a one-byte `MSG_PEEK`;
+/// `false` clears tokio's readiness so the next `readable()` waits for a
+/// real event, and the client's FIN ends the session here, before any
+/// buffer was grown for it. tokio reports every new socket
+/// readable once before anything arrives, and reserving the read buffer on
+/// that report would give each silent connection a 16 KiB buffer for as
+/// long as it stays silent: a flood of idle connections would cost
+/// 16 KiB each instead of the few hundred bytes of their tasks.
+fn has_bytes(stream: &TcpStream) -> Result<bool, SessionEnd> {
+    let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    match stream.try_io(tokio::io::Interest::READABLE, || {
+        socket2::SockRef::from(stream).peek(&mut probe)
+    }) {
+        Ok(0) => Err(SessionEnd::ClientClosed),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(SessionEnd::from_io(e)),
+    }
+}
+
 /// Sees the client's bytes as they are read (after TLS decryption), once
 /// each: bytes given back with [`Session::unread`] are not shown again.
 pub trait Tap: Send + Sync {
@@ -304,6 +328,12 @@ impl Session {
                 None => return Err(end),
                 Some(Err(e)) => return Err(SessionEnd::from_io(e)),
                 Some(Ok(())) => {}
+            }
+            if buf.capacity() - buf.len() < PROBE_BELOW && !has_bytes(stream)? {
+                // Readiness was stale (tokio reports a fresh socket readable
+                // before any byte arrives): the probe cleared it; wait again
+                // without having grown the buffer.
+                continue;
             }
             buf.reserve(want);
             let mut limited = (&mut *buf).limit(want);

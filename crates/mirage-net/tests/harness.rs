@@ -219,3 +219,51 @@ async fn ipv6_and_mapped_addresses() {
     assert_eq!(ev.src_ip, c.local_addr().unwrap().ip());
     assert!(ev.src_ip.is_ipv6());
 }
+
+/// Reports the read buffer's capacity after a read that found nothing, then
+/// the length after one that found bytes.
+struct BufferWatch(tokio::sync::mpsc::UnboundedSender<usize>);
+
+#[async_trait]
+impl Emulator for BufferWatch {
+    fn service(&self) -> &str {
+        "watch"
+    }
+    async fn serve(&self, s: &mut Session) -> Result<(), SessionEnd> {
+        let mut buf = BytesMut::new();
+        let waited = tokio::time::timeout(Duration::from_millis(300), s.read_some(&mut buf)).await;
+        assert!(waited.is_err(), "the silent client had nothing to read");
+        let _ = self.0.send(buf.capacity());
+        s.read_some(&mut buf).await?;
+        let _ = self.0.send(buf.len());
+        s.read_some(&mut buf).await?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_silent_connection_holds_no_read_buffer() {
+    // tokio reports a fresh socket readable before any byte arrives; a read
+    // that reserved its buffer on that report kept 16 KiB per idle
+    // connection (the catch-all's 10,000-idle figure was twice its target).
+    let (tx, mut rx) = event_channel(16);
+    let h = Harness::new("test", tx);
+    let l = bind_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = l.local_addr();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    h.serve(l, Arc::new(BufferWatch(seen_tx)), Limits::default());
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(
+        seen.recv().await,
+        Some(0),
+        "capacity while nothing was sent"
+    );
+    client.write_all(b"hello").await.unwrap();
+    assert_eq!(seen.recv().await, Some(5));
+    // The client's FIN ends the session, and says so.
+    drop(client);
+    next(&mut rx).await;
+    let (reason, _, bytes_in, _) = next_close(&mut rx).await;
+    assert_eq!(reason, CloseReason::ClientClosed);
+    assert_eq!(bytes_in, 5);
+}

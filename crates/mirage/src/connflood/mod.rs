@@ -10,6 +10,9 @@
 //!   close; prints `{"ok":…,"failed":…,"secs":…}`.
 //! - `idle ADDR COUNT`: open COUNT connections that never send a byte,
 //!   print `ready N`, hold them until standard input closes.
+//! - `ssh-kex ADDR COUNT` ([`kex`]): COUNT SSH connections that finish the
+//!   key exchange and then sit, unauthenticated, until standard input
+//!   closes (the SSH benchmark's "after KEX" memory figure).
 //!
 //! Only ever pointed at addresses of the machine running it (the tests and
 //! the benchmark use private network namespaces).
@@ -22,6 +25,8 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use tokio::io::AsyncWriteExt;
+
+mod kex;
 
 /// Arguments of `mirage x-connflood`.
 #[derive(Args, Debug)]
@@ -61,6 +66,17 @@ enum Mode {
         /// Connections.
         count: u64,
     },
+    /// Open COUNT SSH connections through key exchange, hold them until
+    /// stdin closes.
+    SshKex {
+        /// Target.
+        addr: SocketAddr,
+        /// Connections.
+        count: u64,
+        /// Key exchanges in flight at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: u64,
+    },
 }
 
 /// Run `mirage x-connflood`.
@@ -78,7 +94,12 @@ pub fn run(args: FloodArgs) -> ExitCode {
     let _ = mirage_net::raise_fd_limit();
     rt.block_on(async move {
         match args.mode {
-            Mode::Accept { addr } => accept(addr).await,
+            // On a worker like the sensor's accept loops: the future given to
+            // block_on runs on this thread, apart from the workers, and
+            // every wake-up would cross threads (half the rate).
+            Mode::Accept { addr } => tokio::spawn(accept(addr))
+                .await
+                .unwrap_or(ExitCode::FAILURE),
             Mode::Short {
                 addr,
                 count,
@@ -87,12 +108,31 @@ pub fn run(args: FloodArgs) -> ExitCode {
                 sources,
             } => short(addr, count, concurrency, line, sources).await,
             Mode::Idle { addr, count } => idle(addr, count).await,
+            Mode::SshKex {
+                addr,
+                count,
+                concurrency,
+            } => kex::hold(addr, count, concurrency).await,
         }
     })
 }
 
 async fn accept(addr: SocketAddr) -> ExitCode {
-    let listener = match tokio::net::TcpListener::bind(addr).await {
+    // The sensor's backlog (4096, not tokio's 1024): a client that sends
+    // and closes does not wait to be accepted, so the accept queue, not the
+    // clients in flight, bounds what is pending, and overflowing it costs
+    // each dropped SYN a one-second retransmission.
+    let bound = (|| {
+        let s = if addr.is_ipv6() {
+            tokio::net::TcpSocket::new_v6()?
+        } else {
+            tokio::net::TcpSocket::new_v4()?
+        };
+        s.set_reuseaddr(true)?;
+        s.bind(addr)?;
+        s.listen(4096)
+    })();
+    let listener = match bound {
         Ok(l) => l,
         Err(e) => {
             eprintln!("mirage: cannot listen on {addr}: {e}");
@@ -211,12 +251,16 @@ async fn idle(addr: SocketAddr, count: u64) -> ExitCode {
         }
     }
     println!("ready {} failed {failed}", held.len());
-    // Hold until the parent closes our stdin.
+    until_stdin_closes().await;
+    drop(held);
+    ExitCode::SUCCESS
+}
+
+/// Hold on until the parent closes our standard input.
+async fn until_stdin_closes() {
     let _ = tokio::task::spawn_blocking(|| {
         let mut sink = Vec::new();
         let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
     })
     .await;
-    drop(held);
-    ExitCode::SUCCESS
 }

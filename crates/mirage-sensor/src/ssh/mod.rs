@@ -7,6 +7,10 @@
 //! - [`sftp`]: the `sftp` subsystem (sftp, and scp in its default SFTP
 //!   mode).
 //!
+//! The version line is sent at once, as sshd does, but russh (its task,
+//! pipe and buffers) starts only when the client's first bytes arrive, so
+//! a connection that never speaks costs little more than its session.
+//!
 //! The harness's [`Session`] stays the only owner of the socket: russh runs
 //! over one end of an in-memory duplex pipe and [`SshEmulator::serve`]
 //! pumps bytes between the pipe and the session, so the harness's byte
@@ -41,7 +45,7 @@ use mirage_net::{Emulator, Session, SessionEnd};
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session as RSession};
 use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet, Preferred};
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use self::hassh::{ClientHello, HelloPeek, Peek};
@@ -210,7 +214,8 @@ impl SshEmulator {
             auth_rejection_time_initial: Some(Duration::ZERO),
             keys,
             preferred,
-            max_auth_attempts: cfg.max_auth_tries as usize,
+            // Enforced by the handler, as sshd counts (see `Conn::failed`).
+            max_auth_attempts: 0,
             // The harness owns timeouts.
             inactivity_timeout: None,
             nodelay: true,
@@ -242,7 +247,29 @@ impl Emulator for SshEmulator {
     }
 
     async fn serve(&self, session: &mut Session) -> Result<(), SessionEnd> {
+        // sshd speaks first, and so do we; russh (its task, pipe, buffers
+        // and key-exchange state: tens of KiB) starts only once the client
+        // has said something, so a scanner that connects and waits costs
+        // no more than its session. The first bytes are given back for the
+        // pump below to pass on, and russh's own copy of the version line
+        // is dropped from its output.
+        let id_line = format!("{}\r\n", self.shared.cfg.banner);
+        session.write_all(id_line.as_bytes()).await?;
+        let mut first = BytesMut::new();
+        session.read_some(&mut first).await?;
+        session.unread(first);
+        // Boxed: inline, the pump's state (its select over three futures)
+        // would be allocated with this future, before the client spoke.
+        Box::pin(self.pump(session, SentPrefix::new(id_line.into_bytes()))).await
+    }
+}
+
+impl SshEmulator {
+    /// Run russh for `session` (whose first bytes were given back) and
+    /// pump bytes and events between the two until either side ends.
+    async fn pump(&self, session: &mut Session, mut sent_id: SentPrefix) -> Result<(), SessionEnd> {
         let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
+        let handle = Arc::new(std::sync::OnceLock::new());
         let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
         let hello: Arc<Mutex<Option<ClientHello>>> = Arc::new(Mutex::new(None));
         let handler = Conn {
@@ -255,18 +282,27 @@ impl Emulator for SshEmulator {
             shell: None,
             channels: HashMap::new(),
             recorder: None,
+            failures: 0,
+            handle: handle.clone(),
         };
         let config = self.shared.russh.clone();
         let task = tokio::spawn(async move {
             match russh::server::run_stream(config, theirs, handler).await {
-                Ok(running) => running.await,
+                Ok(running) => {
+                    let _ = handle.set(running.handle());
+                    running.await
+                }
                 Err(e) => Err(e),
             }
         });
         drop(tx);
         let (mut rd, mut wr) = tokio::io::split(ours);
+        // Neither buffer is held while its side is quiet: `inbuf` is
+        // dropped after each forward (the session grows it again only when
+        // bytes are there) and russh's output is read into an exact-size
+        // chunk ([`read_chunk`]). An idle session after key exchange keeps
+        // russh's state and nothing of ours.
         let mut inbuf = BytesMut::new();
-        let mut outbuf = vec![0u8; 16 * 1024];
         let mut peek = HelloPeek::default();
         let mut events_open = true;
         let end: Option<SessionEnd> = loop {
@@ -288,13 +324,13 @@ impl Emulator for SshEmulator {
                         if wr.write_all(&inbuf).await.is_err() {
                             break None;
                         }
-                        inbuf.clear();
+                        inbuf = BytesMut::new();
                     }
                     Err(e) => break Some(e),
                 },
-                n = rd.read(&mut outbuf) => match n {
-                    Ok(0) | Err(_) => break None,
-                    Ok(n) => session.write_all(&outbuf[..n]).await?,
+                out = read_chunk(&mut rd) => match out {
+                    Ok(out) if !out.is_empty() => session.write_all(sent_id.strip(&out)).await?,
+                    _ => break None,
                 },
                 ev = rx.recv(), if events_open => match ev {
                     Some((kind, tags)) => {
@@ -312,9 +348,9 @@ impl Emulator for SshEmulator {
         let finish = async {
             loop {
                 tokio::select! {
-                    n = rd.read(&mut outbuf) => match n {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => if end.is_none() && session.write_all(&outbuf[..n]).await.is_err() { break },
+                    out = read_chunk(&mut rd) => match out {
+                        Ok(out) if !out.is_empty() => if end.is_none() && session.write_all(sent_id.strip(&out)).await.is_err() { break },
+                        _ => break,
                     },
                     ev = rx.recv(), if events_open => match ev {
                         Some((kind, tags)) => {
@@ -352,6 +388,51 @@ impl Emulator for SshEmulator {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+/// The next bytes russh wrote (empty at its end), in a buffer of their
+/// size: the 16 KiB read area lives on the stack for the poll only, so a
+/// session waiting on a quiet russh holds no output buffer.
+fn read_chunk<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut R,
+) -> impl std::future::Future<Output = std::io::Result<Vec<u8>>> + '_ {
+    std::future::poll_fn(move |cx| {
+        let mut area = [std::mem::MaybeUninit::<u8>::uninit(); 16 * 1024];
+        let mut rb = tokio::io::ReadBuf::uninit(&mut area);
+        std::pin::Pin::new(&mut *rd)
+            .poll_read(cx, &mut rb)
+            .map_ok(|()| rb.filled().to_vec())
+    })
+}
+
+/// Output already sent on russh's behalf (its version line): removed once
+/// from the start of what russh writes.
+struct SentPrefix {
+    bytes: Vec<u8>,
+    matched: usize,
+}
+
+impl SentPrefix {
+    fn new(bytes: Vec<u8>) -> SentPrefix {
+        SentPrefix { bytes, matched: 0 }
+    }
+
+    /// `data` without the part of the prefix it repeats. russh always
+    /// starts with exactly this line; should it not, its output passes
+    /// through untouched.
+    fn strip<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
+        let left = &self.bytes[self.matched..];
+        if left.is_empty() {
+            return data;
+        }
+        let n = left.len().min(data.len());
+        if data[..n] != left[..n] {
+            self.matched = self.bytes.len();
+            return data;
+        }
+        self.matched += n;
+        &data[n..]
     }
 }
 
@@ -411,6 +492,11 @@ struct Conn {
     shell: Option<Shell>,
     channels: HashMap<ChannelId, Chan>,
     recorder: Option<Recorder>,
+    /// Failed password and public-key attempts so far ("none" is not one).
+    failures: u32,
+    /// russh's handle to this session, set once it runs: the way to send
+    /// sshd's "Too many authentication failures".
+    handle: Arc<std::sync::OnceLock<russh::server::Handle>>,
 }
 
 const MOTD: &str = "\nThe programs included with the Debian GNU/Linux system are free software;\n\
@@ -658,6 +744,38 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// Count a failed attempt (already reported) and refuse it. As sshd
+    /// with MaxAuthTries: the attempt that reaches the limit is still
+    /// received and recorded, then the client is disconnected with sshd's
+    /// words. (russh's own cap counts "none" and drops the request over
+    /// the limit unread, so it is off: that request would go unrecorded.)
+    fn failed(&mut self) -> Result<Auth, russh::Error> {
+        self.failures += 1;
+        let max = self.shared.cfg.max_auth_tries;
+        if self.failures == max
+            && let Some(h) = self.handle.get().cloned()
+        {
+            // Sent from a task of its own: the session loop reads this
+            // channel only after the handler returns.
+            tokio::spawn(async move {
+                let _ = h
+                    .disconnect(
+                        russh::Disconnect::ProtocolError,
+                        "Too many authentication failures".into(),
+                        String::new(),
+                    )
+                    .await;
+            });
+        } else if self.failures > max {
+            // Still talking past the limit (no handle yet, or the
+            // disconnect not yet through): end it here.
+            return Err(russh::Error::Disconnect);
+        }
+        Ok(refuse())
+    }
+}
+
 impl russh::server::Handler for Conn {
     type Error = russh::Error;
 
@@ -691,7 +809,7 @@ impl russh::server::Handler for Conn {
             },
             Vec::new(),
         );
-        Ok(if ok { Auth::Accept } else { refuse() })
+        if ok { Ok(Auth::Accept) } else { self.failed() }
     }
 
     async fn auth_publickey_offered(
@@ -723,7 +841,7 @@ impl russh::server::Handler for Conn {
             },
             Vec::new(),
         );
-        Ok(refuse())
+        self.failed()
     }
 
     async fn channel_open_session(
@@ -998,5 +1116,25 @@ impl russh::server::Handler for Conn {
         self.end_sftp(ch);
         self.channels.remove(&ch);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SentPrefix;
+
+    #[test]
+    fn the_version_line_sent_early_is_dropped_once_across_reads() {
+        let mut p = SentPrefix::new(b"SSH-2.0-X\r\n".to_vec());
+        assert_eq!(p.strip(b"SSH-2."), b"");
+        assert_eq!(p.strip(b"0-X\r\n\x00\x00\x01"), b"\x00\x00\x01");
+        assert_eq!(p.strip(b"SSH-2.0-X\r\n"), b"SSH-2.0-X\r\n");
+    }
+
+    #[test]
+    fn output_that_does_not_repeat_it_passes_through() {
+        let mut p = SentPrefix::new(b"SSH-2.0-X\r\n".to_vec());
+        assert_eq!(p.strip(b"SSH-1.99"), b"SSH-1.99");
+        assert_eq!(p.strip(b"\r\n"), b"\r\n");
     }
 }

@@ -92,7 +92,7 @@ brute() { # pid pairs-cmd -> sets CPU_LINE, CONC_LINE
   local pid=$1 pairs=$2 t0 t1 n0 n1 start end
   n0=$($pairs | wc -l)
   t0=$(cpu_ticks "$pid")
-  inns hydra -l root -P "$TMP/cpu.lst" -t 16 -I -q -s "$PORT" ssh://127.0.0.1 > "$TMP/hydra-cpu.out" 2>&1 || true
+  inns hydra -l root -P "$TMP/cpu.lst" -t 16 -I -q -s "$PORT" ssh://127.0.0.1 > "$TMP/$SERVER-hydra-cpu.out" 2>&1 || true
   sleep 3
   t1=$(cpu_ticks "$pid")
   n1=$($pairs | wc -l)
@@ -104,11 +104,11 @@ brute() { # pid pairs-cmd -> sets CPU_LINE, CONC_LINE
   local hydras=()
   for i in $(seq -w 1 "$PROCS"); do
     inns hydra -l "user$i" -P "$TMP/per.lst" -t 64 -I -q -s "$PORT" ssh://127.0.0.1 \
-      > "$TMP/hydra-$i.out" 2>&1 &
+      > "$TMP/$SERVER-hydra-$i.out" 2>&1 &
     hydras+=($!)
   done
   # Watch the peak while the first hydra runs (they all start together).
-  local watcher_out="$TMP/peak.out"
+  local watcher_out="$TMP/$SERVER-peak.out"
   (peak_established "${hydras[0]}" > "$watcher_out") &
   local watcher=$!
   for h in "${hydras[@]}"; do wait "$h" || true; done
@@ -127,22 +127,24 @@ miss = sum(1 for i in range(1, procs + 1) for j in range(per)
            if f'user{i:0{w}d} nope-{j:05d}' not in seen)
 print(miss)")
   local errors
-  errors=$(cat "$TMP"/hydra-[0-9]*.out | grep -c '\[ERROR\]' || true)
+  errors=$(cat "$TMP/$SERVER"-hydra-[0-9]*.out | grep -c '\[ERROR\]' || true)
   CONC_LINE="$PROCS hydra x 64 tasks: peak $(cat "$watcher_out") established, $(python3 -c "print(round($end - $start, 1))") s, $((n1 - n0)) attempts logged for $want tried, $missing (user, password) pairs never logged, $errors hydra [ERROR] lines, CPU $(secs $((t1 - t0))) s = $(python3 -c "print(round(($t1 - $t0) / $TCK / max($n1 - $n0, 1) * 1000, 3))") s per 1,000"
 }
 
-# Phase 3 on the same server: growth per idle connection.
+# Phase 3, run first on the fresh server (after the brute force its heap
+# has grown to the peak and new connections reuse it): growth per idle
+# connection.
 idle_growth() { # pid mode count -> prints a line
-  local pid=$1 mode=$2 count=$3 before after fifo="$TMP/hold-$2.fifo" line
+  local pid=$1 mode=$2 count=$3 before after fifo="$TMP/$SERVER-hold-$2.fifo" line out="$TMP/$SERVER-hold-$2.out"
   before=$(rss_kib "$pid")
   rm -f "$fifo"; mkfifo -m 600 "$fifo"
-  inns "$BIN" x-connflood "$mode" "127.0.0.1:$PORT" "$count" < "$fifo" > "$TMP/hold-$mode.out" &
+  inns "$BIN" x-connflood "$mode" "127.0.0.1:$PORT" "$count" < "$fifo" > "$out" &
   HOLDERS+=($!)
   exec 7> "$fifo"
-  until [ -s "$TMP/hold-$mode.out" ]; do sleep 0.2; done
+  until [ -s "$out" ]; do sleep 0.2; done
   sleep 3
   after=$(rss_kib "$pid")
-  line=$(cat "$TMP/hold-$mode.out")
+  line=$(cat "$out")
   exec 7>&-
   wait "${HOLDERS[-1]}" || true
   sleep 2
@@ -170,22 +172,24 @@ for l in sys.stdin:
     if e.get('kind') == 'auth.attempt' and e.get('method') == 'password':
         print(e.get('username'), e.get('password'))"
 }
+SERVER=mirage
 M_RSS0=$(rss_kib "$MPID")
-brute "$MPID" mirage_pairs
-M_CPU=$CPU_LINE; M_CONC=$CONC_LINE
 M_IDLE=$(idle_growth "$MPID" idle "$IDLE")
 M_KEX=$(idle_growth "$MPID" ssh-kex "$KEX_IDLE")
+brute "$MPID" mirage_pairs
+M_CPU=$CPU_LINE; M_CONC=$CONC_LINE
 if grep -E ' (ERROR|WARN) ' "$TMP/mirage.log" | head -3; then echo "(mirage logged the above)"; fi
 
 # 2. cowrie
 fresh_ns cowrie
 CPID=$(cowrie_start "$VENV" "$TMP/cowrie" "$NS" "$PORT")
 cowrie_pairs() { cowrie_list_attempts "$TMP/cowrie"; }
+SERVER=cowrie
 C_RSS0=$(rss_kib "$CPID")
-brute "$CPID" cowrie_pairs
-C_CPU=$CPU_LINE; C_CONC=$CONC_LINE
 C_IDLE=$(idle_growth "$CPID" idle "$IDLE")
 C_KEX=$(idle_growth "$CPID" ssh-kex "$KEX_IDLE")
+brute "$CPID" cowrie_pairs
+C_CPU=$CPU_LINE; C_CONC=$CONC_LINE
 cowrie_stop "$CPID"
 drop_ns
 

@@ -35,15 +35,8 @@ pub fn run(args: AgentArgs) -> ExitCode {
         print!("{}", config.to_toml_redacted());
         return ExitCode::SUCCESS;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mirage: cannot start runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = crate::runtime() else {
+        return ExitCode::FAILURE;
     };
     rt.block_on(async move {
         let cancel = CancellationToken::new();

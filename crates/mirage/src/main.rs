@@ -20,6 +20,16 @@ use cli::{Cli, Command};
 /// Exit code for bad usage or configuration.
 const EXIT_USAGE: u8 = 2;
 
+/// The multi-threaded runtime every long-running role uses; `None` (said
+/// on stderr) when it cannot start.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("mirage: cannot start runtime: {e}"))
+        .ok()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();

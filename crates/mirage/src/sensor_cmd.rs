@@ -41,15 +41,8 @@ pub fn run(args: SensorArgs) -> ExitCode {
         eprintln!("mirage: {e:#}");
         return ExitCode::from(EXIT_USAGE);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mirage: cannot start runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = crate::runtime() else {
+        return ExitCode::FAILURE;
     };
     rt.block_on(async move {
         let sensor = match mirage_sensor::start(config).await {

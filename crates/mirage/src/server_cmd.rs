@@ -24,15 +24,8 @@ pub fn run(args: ServerArgs) -> ExitCode {
         print!("{}", mirage_config::SERVER_EXAMPLE_TOML);
         return ExitCode::SUCCESS;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mirage: cannot start runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = crate::runtime() else {
+        return ExitCode::FAILURE;
     };
     match args.command {
         None => rt.block_on(serve(args.config, args.data_dir, args.syslog, args.listen)),

@@ -81,15 +81,8 @@ enum Mode {
 
 /// Run `mirage x-connflood`.
 pub fn run(args: FloodArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mirage: cannot start runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = crate::runtime() else {
+        return ExitCode::FAILURE;
     };
     let _ = mirage_net::raise_fd_limit();
     rt.block_on(async move {

@@ -38,36 +38,17 @@ TMP="$(mktemp -d /tmp/mirage-bench-catchall.XXXXXX)"
 # Each server gets a fresh namespace: TIME_WAIT sockets (the clients close
 # first) are per namespace, and a server measured after another's 100,000
 # connections would find most source ports still taken.
-NS=""
-drop_ns() {
-  [ -n "$NS" ] || return 0
-  for p in $(ip netns pids "$NS" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
-  ip netns del "$NS" 2>/dev/null || true
-}
-fresh_ns() { # name
-  drop_ns
-  NS="mbcatch_$1_$$"
-  ip netns add "$NS"
-  ip -n "$NS" link set lo up
-}
-trap drop_ns EXIT
-inns() { ip netns exec "$NS" "$@"; }
+NS_PREFIX=mbcatch
+# shellcheck source=bench/lib/netns.sh
+source "$here/../lib/netns.sh"
 SOURCES=()
 for i in 2 3 4 5 6 7 8 9; do SOURCES+=(--source "127.0.0.$i"); done
 
-wait_port() { # port
-  for _ in $(seq 1 200); do
-    inns ss -Hltn "sport = :$1" | grep -q LISTEN && return 0
-    sleep 0.05
-  done
-  echo "nothing listens on $1" >&2; exit 1
-}
 flood() { # port -> JSON summary
   inns "$BIN" x-connflood short "127.0.0.1:$1" "$COUNT" --concurrency "$CONC" \
     --line "GET /flood HTTP/1.0" "${SOURCES[@]}"
 }
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])['$2'])" "$1"; }
-rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
 # RSS growth per idle connection at $IDLE idle connections, measured on
 # each server right after its flood (so both are warm, alike).

@@ -44,27 +44,11 @@ ulimit -n "$(ulimit -Hn)"
 
 TMP="$(mktemp -d /tmp/mirage-bench-ssh.XXXXXX)"
 chmod 755 "$TMP" # cowrie runs as nobody and keeps its files under it
-NS=""
-HOLDERS=()
-drop_ns() {
-  for h in "${HOLDERS[@]}"; do kill "$h" 2>/dev/null || true; done
-  HOLDERS=()
-  [ -n "$NS" ] || return 0
-  for p in $(ip netns pids "$NS" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
-  ip netns del "$NS" 2>/dev/null || true
-  NS=""
-}
-fresh_ns() { # name
-  drop_ns
-  NS="mbssh_$1_$$"
-  ip netns add "$NS"
-  ip -n "$NS" link set lo up
-}
-trap drop_ns EXIT
-inns() { ip netns exec "$NS" "$@"; }
+NS_PREFIX=mbssh
+# shellcheck source=bench/lib/netns.sh
+source "$here/../lib/netns.sh"
 TCK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 secs() { python3 -c "print(round($1 / $TCK, 2))"; }
 
 # Password lists: wrong for both servers.
@@ -131,9 +115,7 @@ print(miss)")
   CONC_LINE="$PROCS hydra x 64 tasks: peak $(cat "$watcher_out") established, $(python3 -c "print(round($end - $start, 1))") s, $((n1 - n0)) attempts logged for $want tried, $missing (user, password) pairs never logged, $errors hydra [ERROR] lines, CPU $(secs $((t1 - t0))) s = $(python3 -c "print(round(($t1 - $t0) / $TCK / max($n1 - $n0, 1) * 1000, 3))") s per 1,000"
 }
 
-# Phase 3, run first on the fresh server (after the brute force its heap
-# has grown to the peak and new connections reuse it): growth per idle
-# connection.
+# Phase 3 (run first, see measure): growth per idle connection.
 idle_growth() { # pid mode count -> prints a line
   local pid=$1 mode=$2 count=$3 before after fifo="$TMP/$SERVER-hold-$2.fifo" line out="$TMP/$SERVER-hold-$2.out"
   before=$(rss_kib "$pid")
@@ -151,6 +133,24 @@ idle_growth() { # pid mode count -> prints a line
   echo "$line: RSS $before KiB -> $after KiB = $(( (after - before) * 1024 / count )) bytes each"
 }
 
+# All three phases on one server, fresh: idle first (after the brute
+# force its heap is at its peak), then the brute force; appends to REPORT.
+REPORT=""
+measure() { # name pid pairs-cmd
+  SERVER=$1
+  local rss0 idle kex
+  rss0=$(rss_kib "$2")
+  idle=$(idle_growth "$2" idle "$IDLE")
+  kex=$(idle_growth "$2" ssh-kex "$KEX_IDLE")
+  brute "$2" "$3"
+  REPORT+="$1  RSS at start $rss0 KiB
+  cpu:  $CPU_LINE
+  conc: $CONC_LINE
+  idle, no version line: $idle
+  idle after KEX:        $kex
+"
+}
+
 # 1. mirage
 fresh_ns mirage
 cat > "$TMP/mirage.toml" <<EOF
@@ -163,7 +163,7 @@ EOF
 ip netns exec "$NS" "$BIN" sensor --config "$TMP/mirage.toml" --service "ssh=127.0.0.1:$PORT" \
   --log-dir "$TMP/mirage" 2> "$TMP/mirage.log" &
 MPID=$!
-for _ in $(seq 1 100); do inns ss -Hltn "sport = :$PORT" | grep -q LISTEN && break; sleep 0.1; done
+wait_port "$PORT"
 mirage_pairs() {
   { cat "$TMP"/mirage/events-*.jsonl 2>/dev/null || true; } | python3 -c "
 import sys, json
@@ -172,35 +172,16 @@ for l in sys.stdin:
     if e.get('kind') == 'auth.attempt' and e.get('method') == 'password':
         print(e.get('username'), e.get('password'))"
 }
-SERVER=mirage
-M_RSS0=$(rss_kib "$MPID")
-M_IDLE=$(idle_growth "$MPID" idle "$IDLE")
-M_KEX=$(idle_growth "$MPID" ssh-kex "$KEX_IDLE")
-brute "$MPID" mirage_pairs
-M_CPU=$CPU_LINE; M_CONC=$CONC_LINE
+measure mirage "$MPID" mirage_pairs
 if grep -E ' (ERROR|WARN) ' "$TMP/mirage.log" | head -3; then echo "(mirage logged the above)"; fi
 
 # 2. cowrie
 fresh_ns cowrie
 CPID=$(cowrie_start "$VENV" "$TMP/cowrie" "$NS" "$PORT")
 cowrie_pairs() { cowrie_list_attempts "$TMP/cowrie"; }
-SERVER=cowrie
-C_RSS0=$(rss_kib "$CPID")
-C_IDLE=$(idle_growth "$CPID" idle "$IDLE")
-C_KEX=$(idle_growth "$CPID" ssh-kex "$KEX_IDLE")
-brute "$CPID" cowrie_pairs
-C_CPU=$CPU_LINE; C_CONC=$CONC_LINE
+measure cowrie "$CPID" cowrie_pairs
 cowrie_stop "$CPID"
 drop_ns
 
 echo "== SSH brute force (files in $TMP)"
-echo "mirage  RSS at start $M_RSS0 KiB"
-echo "  cpu:  $M_CPU"
-echo "  conc: $M_CONC"
-echo "  idle, no version line: $M_IDLE"
-echo "  idle after KEX:        $M_KEX"
-echo "cowrie  RSS at start $C_RSS0 KiB"
-echo "  cpu:  $C_CPU"
-echo "  conc: $C_CONC"
-echo "  idle, no version line: $C_IDLE"
-echo "  idle after KEX:        $C_KEX"
+printf "%s" "$REPORT"

@@ -8,7 +8,8 @@
 //! Replies: `200 {"accepted":N,"duplicates":M}`; `401` bad or missing
 //! signature, stale timestamp, replayed nonce; `400` a line that is not a
 //! schema event (`{"error":"line 3: …"}`), nothing of the batch stored;
-//! `413` body over 16 MiB; `503` server shutting down.
+//! `413` body over 16 MiB; `503` the store cannot write (disk full) or the
+//! server is shutting down: nothing was stored, send again.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::receiver::{Inbound, InboundTx, Payload, now_micros};
 use crate::stats::ServerStats;
+use crate::store_health::{StoreHealth, StoreRefusal};
 
 /// The path events are posted to.
 pub const EVENTS_PATH: &str = "/api/v1/events";
@@ -40,7 +42,12 @@ struct IngestState {
     verifier: Mutex<Verifier>,
     tx: InboundTx,
     stats: Arc<ServerStats>,
+    health: Arc<StoreHealth>,
 }
+
+/// Longest wait for the pipeline's answer before the sensor is told to try
+/// again (it keeps its events; their ids make the retry idempotent).
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Serve the ingest endpoint on `listener` until `cancel`.
 pub async fn serve(
@@ -48,12 +55,14 @@ pub async fn serve(
     verifier: Verifier,
     tx: InboundTx,
     stats: Arc<ServerStats>,
+    health: Arc<StoreHealth>,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     let state = Arc::new(IngestState {
         verifier: Mutex::new(verifier),
         tx,
         stats,
+        health,
     });
     let app = Router::new()
         .route(EVENTS_PATH, post(post_events))
@@ -123,6 +132,9 @@ async fn post_events(
             }
         }
     }
+    if st.health.is_failing() {
+        return refused(&st.health.refusal());
+    }
     let (done, wait) = tokio::sync::oneshot::channel();
     let sent = st
         .tx
@@ -132,21 +144,27 @@ async fn post_events(
             payload: Payload::Events { events, done },
         })
         .await;
-    let unavailable = || {
-        reply(
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({ "error": "shutting down" }),
-        )
-    };
     if sent.is_err() {
-        return unavailable();
+        return refused(&StoreRefusal::ShuttingDown);
     }
-    match wait.await {
-        Ok(Ok(receipt)) => reply(StatusCode::OK, serde_json::json!(receipt)),
-        Ok(Err(e)) => reply(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            serde_json::json!({ "error": e }),
-        ),
-        Err(_) => unavailable(),
+    match tokio::time::timeout(STORE_WAIT, wait).await {
+        Ok(Ok(Ok(receipt))) => reply(StatusCode::OK, serde_json::json!(receipt)),
+        Ok(Ok(Err(e))) => refused(&e),
+        Ok(Err(_)) => refused(&StoreRefusal::ShuttingDown),
+        Err(_) => refused(&StoreRefusal::Unavailable("store is slow".into())),
     }
+}
+
+/// `503` with the reason and a `Retry-After`: nothing of the request was
+/// acknowledged, so the sensor keeps it and sends it again.
+fn refused(why: &StoreRefusal) -> Response {
+    let mut r = reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        serde_json::json!({ "error": why.to_string() }),
+    );
+    r.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    r
 }

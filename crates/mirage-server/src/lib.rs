@@ -32,6 +32,7 @@ pub mod rules_file;
 pub mod server;
 pub mod stats;
 pub mod steer;
+pub mod store_health;
 pub mod tls;
 
 pub use server::{RunningServer, ServerError, start};

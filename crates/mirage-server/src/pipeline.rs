@@ -10,8 +10,17 @@
 //!    sending host) and schema events;
 //! 4. runs every record and sensor event through the rules;
 //! 5. writes ids, events, alerts, decisions and heartbeats in one store
-//!    transaction, retrying until it succeeds (meanwhile the channel fills
-//!    and receivers stop reading: back-pressure, not loss).
+//!    transaction; only then are senders that wait for it answered (ingest
+//!    `200`, RELP `rsp 200`).
+//!
+//! When the write fails (a full disk) the senders that wait are refused at
+//! once (they keep their copies and send again; the record ids drop
+//! whatever of it gets stored meanwhile), [`StoreHealth`] makes new ones be
+//! refused on arrival, and the batch is retried every second until it is
+//! written: meanwhile the channel fills and the plain syslog receivers stop
+//! reading (back-pressure, not loss). At shutdown the retries stop after a
+//! deadline ([`Pipeline::abandon_token`]) and what could not be stored is
+//! counted in one line.
 //!
 //! Once a second it expires decisions, applies decisions operators added
 //! or deleted with the CLI (read from the store's change log), reloads the
@@ -27,14 +36,17 @@ use mirage_core::Event;
 use mirage_logparse::{LogParser, LogRecord, Service};
 use mirage_proto::syslog::{self, SyslogMessage};
 use mirage_rules::{Alert, Decision, Engine, LogEvent, Observation, Outcome, Severity};
+use mirage_store::StoreError;
 use mirage_store::{AlertRow, DecisionRow, EventRow, Store, WriteBatch};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::heartbeat;
-use crate::receiver::{Inbound, Payload, now_micros};
+use crate::receiver::{Ack, Inbound, Payload, now_micros};
 use crate::rules_file::RuleSource;
 use crate::stats::ServerStats;
 use crate::steer;
+use crate::store_health::{StoreHealth, StoreRefusal};
 
 /// Most messages processed (and written) per batch.
 const MAX_BATCH: usize = 2048;
@@ -77,6 +89,11 @@ pub struct Pipeline {
     records: Vec<LogRecord>,
     outcome: Outcome,
     changes: Option<Arc<tokio::sync::watch::Sender<i64>>>,
+    health: Arc<StoreHealth>,
+    abandon: CancellationToken,
+    /// Messages and events received but never stored (shutdown while the
+    /// store could not write).
+    unstored: u64,
 }
 
 /// Publish `seq` as the newest change-log sequence if it is newer.
@@ -101,7 +118,34 @@ struct SyslogIn {
 /// One ingest request taken off the channel.
 struct EventsIn {
     events: Vec<Event>,
-    done: tokio::sync::oneshot::Sender<Result<IngestReceipt, String>>,
+    done: tokio::sync::oneshot::Sender<Result<IngestReceipt, StoreRefusal>>,
+}
+
+/// Who waits for a batch's commit.
+#[derive(Default)]
+struct Waiting {
+    acks: Vec<Ack>,
+    ingests: Vec<(EventsIn, IngestReceipt)>,
+}
+
+impl Waiting {
+    fn refuse(&mut self, why: &StoreRefusal) {
+        for a in self.acks.drain(..) {
+            let _ = a.send(Err(why.clone()));
+        }
+        for (ing, _) in self.ingests.drain(..) {
+            let _ = ing.done.send(Err(why.clone()));
+        }
+    }
+
+    fn confirm(&mut self) {
+        for a in self.acks.drain(..) {
+            let _ = a.send(Ok(()));
+        }
+        for (ing, receipt) in self.ingests.drain(..) {
+            let _ = ing.done.send(Ok(receipt));
+        }
+    }
 }
 
 impl Pipeline {
@@ -140,7 +184,22 @@ impl Pipeline {
             records: Vec::new(),
             outcome: Outcome::default(),
             changes: None,
+            health: Arc::new(StoreHealth::default()),
+            abandon: CancellationToken::new(),
+            unstored: 0,
         })
+    }
+
+    /// The health the pipeline reports its writes to (shared with the
+    /// inputs that acknowledge).
+    pub fn health(&self) -> Arc<StoreHealth> {
+        self.health.clone()
+    }
+
+    /// Cancelled by the server when its shutdown deadline passes: from then
+    /// on a batch the store refuses is not retried but counted as unstored.
+    pub fn abandon_token(&self) -> CancellationToken {
+        self.abandon.clone()
     }
 
     /// Publish the change-log sequence of every stored decision on `tx`
@@ -178,6 +237,12 @@ impl Pipeline {
                     self.housekeeping(&mut last_reload, &mut last_prune).await;
                 }
             }
+        }
+        if self.unstored > 0 {
+            tracing::warn!(
+                "shutdown: {} received messages and events were not stored (the store could not write); senders that wait for acknowledgements keep theirs",
+                self.unstored
+            );
         }
         tracing::debug!("pipeline: channel closed, stopping");
     }
@@ -276,14 +341,28 @@ impl Pipeline {
         let now = now_micros();
         let mut messages: Vec<SyslogIn> = Vec::with_capacity(batch.len());
         let mut ingests: Vec<EventsIn> = Vec::new();
+        let mut waiting = Waiting::default();
         for m in batch.drain(..) {
             match m.payload {
-                Payload::Syslog(bytes) => messages.push(SyslogIn {
-                    peer: m.peer,
-                    received: m.received_micros,
-                    bytes,
-                }),
+                Payload::Syslog { bytes, ack } => {
+                    waiting.acks.extend(ack);
+                    messages.push(SyslogIn {
+                        peer: m.peer,
+                        received: m.received_micros,
+                        bytes,
+                    })
+                }
                 Payload::Events { events, done } => ingests.push(EventsIn { events, done }),
+            }
+        }
+        let unacked = messages.len() - waiting.acks.len();
+        // Nothing the senders that wait send is taken while the store
+        // cannot write: they keep it and send again.
+        if self.health.is_failing() {
+            let why = self.health.refusal();
+            waiting.refuse(&why);
+            for ing in ingests.drain(..) {
+                let _ = ing.done.send(Err(why.clone()));
             }
         }
 
@@ -318,7 +397,10 @@ impl Pipeline {
                     .collect(),
             );
         }
-        let known = self.known_ids(&ids).await;
+        let Some(known) = self.known_ids(&ids, &mut waiting, &mut ingests).await else {
+            self.unstored += (unacked + ingests.len()) as u64;
+            return;
+        };
         // A duplicate within the batch counts as known after its first use.
         let mut fresh_in_batch: HashSet<&str> = HashSet::new();
         let mut is_dup = |slot: usize| -> bool {
@@ -363,37 +445,70 @@ impl Pipeline {
         }
         wb.record_ids = new_ids.into_iter().map(|s| ids[s].clone()).collect();
 
-        self.write(&wb).await;
-        ServerStats::add(&self.stats.events, wb.events.len() as u64);
-        for (ing, receipt) in ingests.into_iter().zip(receipts) {
-            let _ = ing.done.send(Ok(receipt));
+        waiting.ingests = ingests.into_iter().zip(receipts).collect();
+        if self.write(&wb, &mut waiting).await {
+            ServerStats::add(&self.stats.events, wb.events.len() as u64);
+        } else {
+            self.unstored += (unacked + waiting.ingests.len()) as u64;
         }
     }
 
-    async fn known_ids(&self, ids: &[String]) -> Vec<bool> {
+    /// The store's answer for `ids`; on a failure the waiting senders are
+    /// refused and the read retried, until shutdown gives up (`None`).
+    async fn known_ids(
+        &self,
+        ids: &[String],
+        waiting: &mut Waiting,
+        ingests: &mut Vec<EventsIn>,
+    ) -> Option<Vec<bool>> {
         loop {
             match self.store.known_record_ids(ids).await {
-                Ok(k) => return k,
+                Ok(k) => return Some(k),
                 Err(e) => {
-                    tracing::error!("store: reading record ids: {e}; retrying in 1s");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    self.store_failed(&e, waiting);
+                    for ing in ingests.drain(..) {
+                        let _ = ing.done.send(Err(self.health.refusal()));
+                    }
+                    if !self.pause().await {
+                        return None;
+                    }
                 }
             }
         }
     }
 
-    async fn write(&self, wb: &WriteBatch) {
+    fn store_failed(&self, e: &StoreError, waiting: &mut Waiting) {
+        self.health.failed(e);
+        waiting.refuse(&self.health.refusal());
+    }
+
+    /// A second between retries; false once shutdown gave up on the store.
+    async fn pause(&self) -> bool {
+        tokio::select! {
+            _ = self.abandon.cancelled() => false,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => true,
+        }
+    }
+
+    /// Write `wb`, answering `waiting` on the first attempt's outcome, then
+    /// retrying a failed write each second. False when it was never written
+    /// (shutdown gave up).
+    async fn write(&self, wb: &WriteBatch, waiting: &mut Waiting) -> bool {
         loop {
             match self.store.write_batch(wb).await {
                 Ok(r) => {
+                    self.health.succeeded();
                     if let (Some(tx), Some(&seq)) = (&self.changes, r.change_seqs.last()) {
                         publish_change(tx, seq);
                     }
-                    return;
+                    waiting.confirm();
+                    return true;
                 }
                 Err(e) => {
-                    tracing::error!("store: writing batch: {e}; retrying in 1s");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    self.store_failed(&e, waiting);
+                    if self.abandon.is_cancelled() || !self.pause().await {
+                        return false;
+                    }
                 }
             }
         }

@@ -49,10 +49,19 @@ pub struct RunningServer {
     /// Names of the rules running at start.
     pub rules: Vec<String>,
     cancel: CancellationToken,
+    abandon: CancellationToken,
     receivers: JoinSet<()>,
     pipeline: tokio::task::JoinHandle<()>,
     store: SqliteStore,
 }
+
+/// How long shutdown waits for receivers to hand over what they hold.
+const RECEIVERS_DEADLINE: Duration = Duration::from_secs(2);
+/// How long it then waits for the pipeline to store what was received,
+/// before it stops retrying a store that cannot write.
+const STORE_DEADLINE: Duration = Duration::from_secs(5);
+/// How long the pipeline then has to count and report what it drops.
+const REPORT_DEADLINE: Duration = Duration::from_secs(3);
 
 /// Open the store, bind everything and start. Returns once listening.
 pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> {
@@ -121,6 +130,8 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
     .map_err(cfg_err)?;
     pipeline.notify_changes(changes_tx.clone());
     let rule_names = pipeline.rule_names();
+    let health = pipeline.health();
+    let abandon = pipeline.abandon_token();
 
     let s = &config.syslog;
     let bound =
@@ -192,9 +203,10 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
             crate::ingest::EVENTS_PATH
         );
         ingest = Some(addr);
-        let (tx, stats, cancel) = (tx.clone(), stats.clone(), cancel.clone());
+        let (tx, stats, health, cancel) =
+            (tx.clone(), stats.clone(), health.clone(), cancel.clone());
         receivers.spawn(async move {
-            if let Err(e) = crate::ingest::serve(l, verifier, tx, stats, cancel).await {
+            if let Err(e) = crate::ingest::serve(l, verifier, tx, stats, health, cancel).await {
                 tracing::error!("ingest: {e}");
             }
         });
@@ -250,6 +262,7 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
         stats,
         rules: rule_names,
         cancel,
+        abandon,
         receivers,
         pipeline,
         store,
@@ -258,10 +271,40 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
 
 impl RunningServer {
     /// Stop receiving, store everything already received, close the store.
+    /// Ends within about ten seconds even when the store cannot write:
+    /// senders that wait for acknowledgements (agents, sensors) keep what
+    /// was not acknowledged, and what others sent is counted in the log.
     pub async fn shutdown(mut self) {
         self.cancel.cancel();
-        while self.receivers.join_next().await.is_some() {}
-        let _ = self.pipeline.await;
-        self.store.close().await;
+        let receivers = async { while self.receivers.join_next().await.is_some() {} };
+        if tokio::time::timeout(RECEIVERS_DEADLINE, receivers)
+            .await
+            .is_err()
+        {
+            // Blocked handing messages to a pipeline that cannot store them.
+            self.receivers.abort_all();
+            while self.receivers.join_next().await.is_some() {}
+        }
+        if tokio::time::timeout(STORE_DEADLINE, &mut self.pipeline)
+            .await
+            .is_err()
+        {
+            self.abandon.cancel();
+            if tokio::time::timeout(REPORT_DEADLINE, &mut self.pipeline)
+                .await
+                .is_err()
+            {
+                self.pipeline.abort();
+                tracing::warn!(
+                    "shutdown: gave up waiting for the store; messages still queued were not stored"
+                );
+            }
+        }
+        if tokio::time::timeout(REPORT_DEADLINE, self.store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown: the store did not close in time");
+        }
     }
 }

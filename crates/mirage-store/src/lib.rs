@@ -50,6 +50,27 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether the disk under the database is full (SQLite's `SQLITE_FULL`,
+    /// or `ENOSPC` from the filesystem). Such a failure passes once space
+    /// returns; the caller holds its input and retries.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::Database(e)) => {
+                // Primary code 13 (extended codes keep it in the low byte).
+                let full = e
+                    .code()
+                    .and_then(|c| c.parse::<i64>().ok())
+                    .is_some_and(|c| c & 0xff == 13);
+                full || e.message().contains("disk is full")
+            }
+            StoreError::Db(sqlx::Error::Io(e)) => e.raw_os_error() == Some(28),
+            StoreError::Io { message, .. } => message.contains("No space left"),
+            _ => false,
+        }
+    }
+}
+
 /// Storage the server runs on. All methods are safe to call concurrently;
 /// batch methods are atomic (all rows or none).
 #[async_trait]

@@ -14,11 +14,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, Sqlite};
 
 use crate::rows::{
     AgentKeyRow, AgentRow, AlertRow, BatchResult, DecisionChange, DecisionRow, EventQuery,
@@ -121,15 +122,27 @@ impl SqliteStore {
     /// Open (creating if needed) the database file `mirage.db` in `dir`
     /// (created too), and bring its schema up to date.
     pub async fn open_dir(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
-            path: dir.display().to_string(),
-            message: format!("cannot create data directory: {e}"),
-        })?;
+        use std::os::unix::fs::DirBuilderExt;
+        if !dir.exists() {
+            // Only the server's user: the database holds agents' key
+            // material and attackers' data.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| StoreError::Io {
+                    path: dir.display().to_string(),
+                    message: format!("cannot create data directory: {e}"),
+                })?;
+        }
         Self::open(&dir.join("mirage.db")).await
     }
 
-    /// Open (creating if needed) the database at `path`.
+    /// Open (creating if needed) the database at `path`. The file (and with
+    /// it the WAL and shared-memory files, which SQLite creates with the
+    /// database's mode) is readable by its owner only.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        private_file(path)?;
         let opts = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
@@ -181,6 +194,110 @@ impl SqliteStore {
     }
 }
 
+/// One write transaction on a connection of its own.
+///
+/// `BEGIN IMMEDIATE` takes the write lock up front, so a writer waits for
+/// another process's transaction (the operator CLI) instead of failing on
+/// a lock upgrade. The transaction statements are ours, not sqlx's
+/// `Transaction`: after a failed `COMMIT` (disk full) SQLite may already
+/// have rolled back, sqlx's own `ROLLBACK` then fails, and its transaction
+/// bookkeeping stays one level deep, so every later "transaction" on that
+/// connection became a savepoint inside one that never ends: writes
+/// answered OK, nothing was ever committed, and the file stayed locked.
+/// Here any failure (or a drop before [`WriteTx::commit`]) closes the
+/// connection instead of returning it to the pool; closing rolls back
+/// whatever SQLite still holds open, and the pool opens a clean one.
+struct WriteTx {
+    conn: PoolConnection<Sqlite>,
+    open: bool,
+}
+
+impl WriteTx {
+    async fn begin(pool: &SqlitePool) -> Result<WriteTx, StoreError> {
+        let mut conn = pool.acquire().await?;
+        if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+            conn.close_on_drop();
+            return Err(e.into());
+        }
+        Ok(WriteTx { conn, open: true })
+    }
+
+    fn conn(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
+    }
+
+    async fn commit(mut self) -> Result<(), StoreError> {
+        match sqlx::query("COMMIT").execute(&mut *self.conn).await {
+            Ok(_) => {
+                self.open = false;
+                Ok(())
+            }
+            Err(e) => {
+                // Already rolled back or not: the connection goes either way.
+                let _ = sqlx::query("ROLLBACK").execute(&mut *self.conn).await;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+impl WriteTx {
+    /// End without writing (nothing to do after all); the connection is
+    /// kept only when the rollback itself worked.
+    async fn rollback(mut self) {
+        if sqlx::query("ROLLBACK")
+            .execute(&mut *self.conn)
+            .await
+            .is_ok()
+        {
+            self.open = false;
+        }
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+/// Create `path` empty with mode 0600 when it does not exist (SQLite takes
+/// an empty file as a new database), or make an existing one 0600, with its
+/// `-wal` and `-shm` files.
+fn private_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |p: &Path, e: std::io::Error| StoreError::Io {
+        path: p.display().to_string(),
+        message: e.to_string(),
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| err(path, e))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let p = Path::new(&p);
+        match std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)) {
+            Ok(()) => {}
+            // Missing, or someone else's file (an operator reading a
+            // database another user owns): leave it as it is.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) => {}
+            Err(e) => return Err(err(p, e)),
+        }
+    }
+    Ok(())
+}
+
 fn u64_col(row: &SqliteRow, col: &str) -> Result<u64, StoreError> {
     let v: i64 = row.try_get(col)?;
     Ok(u64::try_from(v).unwrap_or(0))
@@ -206,7 +323,7 @@ fn decision_of(row: &SqliteRow) -> Result<DecisionRow, StoreError> {
 }
 
 async fn log_change(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut SqliteConnection,
     op: &str,
     at_micros: i64,
     d: &DecisionRow,
@@ -217,7 +334,7 @@ async fn log_change(
     )
     .bind(op)
     .bind(at_micros);
-    let res = bind_decision(query, d).execute(&mut **tx).await?;
+    let res = bind_decision(query, d).execute(&mut *tx).await?;
     Ok(res.last_insert_rowid())
 }
 
@@ -260,12 +377,12 @@ impl Store for SqliteStore {
         if b.is_empty() {
             return Ok(result);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         for id in &b.record_ids {
             sqlx::query("INSERT OR IGNORE INTO record_ids (id, seen_micros) VALUES (?, ?)")
                 .bind(id)
                 .bind(b.seen_micros)
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await?;
         }
         for e in &b.events {
@@ -281,7 +398,7 @@ impl Store for SqliteStore {
             .bind(&e.host)
             .bind(&e.origin)
             .bind(&e.json)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
             result.events_inserted += res.rows_affected();
         }
@@ -297,7 +414,7 @@ impl Store for SqliteStore {
             .bind(&a.key)
             .bind(i64_of(a.evidence))
             .bind(&a.reason)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
         }
         for d in &b.decisions {
@@ -305,10 +422,10 @@ impl Store for SqliteStore {
                 "INSERT OR REPLACE INTO decisions (ip, decision, rule, severity, reason, key, \
                  created_micros, expires_micros, evidence, origin) VALUES (?,?,?,?,?,?,?,?,?,?)",
             );
-            bind_decision(insert, d).execute(&mut *tx).await?;
+            bind_decision(insert, d).execute(tx.conn()).await?;
             result
                 .change_seqs
-                .push(log_change(&mut tx, "add", d.created_micros, d).await?);
+                .push(log_change(tx.conn(), "add", d.created_micros, d).await?);
         }
         for a in &b.agents {
             sqlx::query(
@@ -325,7 +442,7 @@ impl Store for SqliteStore {
             .bind(a.seen_micros)
             .bind(&a.peer)
             .bind(&a.status_json)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
         }
         tx.commit().await?;
@@ -394,7 +511,7 @@ impl Store for SqliteStore {
         origin: &str,
         now_micros: i64,
     ) -> Result<Vec<DecisionRow>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         let rows = sqlx::query(
             "DELETE FROM decisions WHERE ip = ?1 AND (?2 IS NULL OR decision = ?2) \
              RETURNING ip, decision, rule, severity, reason, key, created_micros, \
@@ -402,14 +519,14 @@ impl Store for SqliteStore {
         )
         .bind(ip)
         .bind(decision)
-        .fetch_all(&mut *tx)
+        .fetch_all(tx.conn())
         .await?;
         let mut removed = Vec::with_capacity(rows.len());
         for r in &rows {
             let mut d = decision_of(r)?;
             // The change names who deleted it; the row keeps who made it.
             let made_by = std::mem::replace(&mut d.origin, origin.to_owned());
-            log_change(&mut tx, "delete", now_micros, &d).await?;
+            log_change(tx.conn(), "delete", now_micros, &d).await?;
             d.origin = made_by;
             removed.push(d);
         }
@@ -506,7 +623,7 @@ impl Store for SqliteStore {
         agent: &AgentKeyRow,
         now_micros: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         // Mark used first: the write lock serialises two agents racing for
         // one token, and only one UPDATE can match.
         let used = sqlx::query(
@@ -516,10 +633,11 @@ impl Store for SqliteStore {
         .bind(&agent.agent_id)
         .bind(token_hash)
         .bind(now_micros)
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?
         .rows_affected();
         if used != 1 {
+            tx.rollback().await;
             return Ok(false);
         }
         sqlx::query(
@@ -531,7 +649,7 @@ impl Store for SqliteStore {
         .bind(agent.enrolled_micros)
         .bind(&agent.hostname)
         .bind(&agent.settings_json)
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
         tx.commit().await?;
         Ok(true)
@@ -596,7 +714,7 @@ impl Store for SqliteStore {
     }
 
     async fn prune(&self, before_micros: i64) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         let mut n = 0;
         for sql in [
             "DELETE FROM events WHERE ts_micros < ?",
@@ -607,7 +725,7 @@ impl Store for SqliteStore {
         ] {
             n += sqlx::query(sql)
                 .bind(before_micros)
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await?
                 .rows_affected();
         }

@@ -17,6 +17,8 @@ use std::net::SocketAddr;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
 
+use crate::store_health::StoreRefusal;
+
 /// One message for the pipeline.
 #[derive(Debug)]
 pub struct Inbound {
@@ -32,16 +34,26 @@ pub struct Inbound {
 #[derive(Debug)]
 pub enum Payload {
     /// One syslog message (a frame or a datagram, framing removed).
-    Syslog(Vec<u8>),
+    Syslog {
+        /// The message.
+        bytes: Vec<u8>,
+        /// For a sender that waits for an acknowledgement (RELP): answered
+        /// once the message is stored (or refused).
+        ack: Option<Ack>,
+    },
     /// A batch of sensor events from the HTTP ingest; the pipeline answers
-    /// on `done` once they are stored (or failed to be).
+    /// on `done` once they are stored (or refused).
     Events {
         /// The events.
         events: Vec<mirage_core::Event>,
         /// Where to report how many were new.
-        done: tokio::sync::oneshot::Sender<Result<crate::pipeline::IngestReceipt, String>>,
+        done: tokio::sync::oneshot::Sender<Result<crate::pipeline::IngestReceipt, StoreRefusal>>,
     },
 }
+
+/// The answer to a message whose sender waits for it: `Ok` once the store
+/// committed what the message produced.
+pub type Ack = tokio::sync::oneshot::Sender<Result<(), StoreRefusal>>;
 
 /// The sending half of the pipeline channel.
 pub type InboundTx = tokio::sync::mpsc::Sender<Inbound>;

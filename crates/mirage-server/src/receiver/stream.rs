@@ -165,7 +165,10 @@ async fn deliver(tx: &InboundTx, stats: &ServerStats, peer: SocketAddr, message:
     tx.send(Inbound {
         peer,
         received_micros: now_micros(),
-        payload: Payload::Syslog(message),
+        payload: Payload::Syslog {
+            bytes: message,
+            ack: None,
+        },
     })
     .await
     .is_ok()

@@ -49,7 +49,10 @@ pub async fn recv_loop(
             .send(Inbound {
                 peer,
                 received_micros: now_micros(),
-                payload: Payload::Syslog(data.to_vec()),
+                payload: Payload::Syslog {
+                    bytes: data.to_vec(),
+                    ack: None,
+                },
             })
             .await;
         if sent.is_err() {

@@ -228,7 +228,7 @@ impl Drop for Sensor {
     }
 }
 
-fn signal(pid: u32, sig: &str) {
+pub fn signal(pid: u32, sig: &str) {
     let ok = Command::new("kill")
         .args([&format!("-{sig}"), &pid.to_string()])
         .status()
@@ -237,7 +237,7 @@ fn signal(pid: u32, sig: &str) {
     assert!(ok, "kill -{sig} {pid}");
 }
 
-fn wait_with_timeout(child: &mut Child, timeout: Duration) -> (Option<i32>, String) {
+pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> (Option<i32>, String) {
     let start = std::time::Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {

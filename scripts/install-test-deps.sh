@@ -15,6 +15,7 @@ APT_PACKAGES=(
   chromium                   # the HTML report opened headless
   python3-venv
   rsyslog                    # a real syslog producer forwarding to mirage server
+  rsyslog-relp               # rsyslog's RELP output (omrelp, librelp) against the server's RELP receiver
   bsdutils                   # util-linux logger (RFC 3164/5424, TCP/UDP, octet counting)
   openssh-server sshpass     # a real sshd receiving failed logins, for detection tests
   hydra                      # brute-force client against real sshd and honeypots (ssh, mysql, ftp)
@@ -34,6 +35,8 @@ APT_PACKAGES=(
   tshark                     # JA3 of the ClientHello fixtures by Wireshark's dissector (text2pcap comes with it)
   openssl                    # catch-all: openssl s_client with an SNI through on-demand TLS
   iproute2                   # ip netns, ss: namespace topologies of the catch-all and firewall tests
+  sqlite3                    # loads the schema-2 database dump the store upgrade test starts from
+  util-linux                 # prlimit: the server started at a 1,024 open-file limit
 )
 
 missing=()

@@ -235,6 +235,73 @@ pub fn settings(config: &AgentConfig) -> Result<AgentSettings, String> {
     })
 }
 
+/// Operators' addresses (SSH session clients the agent was started or
+/// enrolled from), kept across starts.
+const OPERATORS_FILE: &str = "operators.json";
+/// Most operator addresses remembered.
+const MAX_OPERATORS: usize = 16;
+
+/// The operators' addresses: those remembered in the state directory, plus
+/// the client of the SSH session this agent runs in, which is added to the
+/// file (so a later start under systemd, without that session, still
+/// protects it).
+fn operators(state_dir: &std::path::Path) -> Vec<IpAddr> {
+    let path = state_dir.join(OPERATORS_FILE);
+    let mut known: Vec<IpAddr> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    if let Some((client, ..)) = mirage_net::host::ssh_connection() {
+        let client = client.to_canonical();
+        if !known.contains(&client) {
+            known.insert(0, client);
+            known.truncate(MAX_OPERATORS);
+            let tmp = path.with_extension("tmp");
+            let written = serde_json::to_vec(&known)
+                .map_err(std::io::Error::other)
+                .and_then(|b| std::fs::write(&tmp, b))
+                .and_then(|()| std::fs::rename(&tmp, &path));
+            match written {
+                Ok(()) => {
+                    tracing::info!(%client, "the SSH session's client is protected from now on")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, file = %path.display(), "cannot remember the operator's address")
+                }
+            }
+        }
+    }
+    known
+}
+
+/// Every source the agent never steers: see `[policy] protect` in the
+/// example config.
+fn protected(config: &AgentConfig) -> Vec<crate::firewall::Cidr> {
+    use crate::firewall::Cidr;
+    let p = &config.policy;
+    let host = |ip: IpAddr| {
+        let ip = ip.to_canonical();
+        Cidr::new(ip, if ip.is_ipv4() { 32 } else { 128 })
+    };
+    let mut out: Vec<Cidr> = addresses_of(&p.server)
+        .into_iter()
+        .chain(addresses_of(&config.output.address))
+        .chain(mirage_net::host::addresses())
+        .chain(mirage_net::host::gateways())
+        .chain(operators(&config.agent.state_dir))
+        .filter_map(host)
+        .collect();
+    out.extend(p.protect.iter().filter_map(|c| c.parse::<Cidr>().ok()));
+    if p.protect_private {
+        for c in ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"] {
+            out.extend(c.parse::<Cidr>().ok());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 fn addresses_of(host_port: &str) -> Vec<IpAddr> {
     host_port
         .to_socket_addrs()
@@ -275,18 +342,19 @@ pub async fn run(
         }
         None => None,
     };
-    let mut protect = Vec::new();
-    for ip in addresses_of(&p.server)
-        .into_iter()
-        .chain(addresses_of(&config.output.address))
-    {
-        let prefix = if ip.is_ipv4() { 32 } else { 128 };
-        if let Some(c) = crate::firewall::Cidr::new(ip, prefix) {
-            protect.push(c);
+    let protect = protected(config);
+    tracing::info!(
+        protected = protect.len(),
+        "never steered: this host's addresses, gateways, the servers, the operators' sessions{}",
+        if p.protect.is_empty() {
+            ""
+        } else {
+            ", policy.protect"
         }
-    }
+    );
     let nft = Nft::new(NftConfig {
         protect,
+        max_ttl_secs: i64::try_from(p.max_decision_ttl_secs).unwrap_or(i64::MAX),
         ..NftConfig::default()
     })
     .map_err(|e| EnforcementError::Firewall(e.to_string()))?;

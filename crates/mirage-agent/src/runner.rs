@@ -100,6 +100,10 @@ pub struct Identity {
 
 /// Runs the agent described by `config` until `cancel` fires.
 pub async fn run(config: AgentConfig, cancel: CancellationToken) -> Result<(), AgentError> {
+    // Tailed files, the queue, the sender and nft each hold descriptors.
+    if let Err(e) = mirage_net::raise_fd_limit() {
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
+    }
     let state_dir = config.agent.state_dir.clone();
     let sources_dir = state_dir.join("sources");
     std::fs::create_dir_all(&sources_dir).map_err(|e| AgentError::State {
@@ -240,12 +244,14 @@ pub async fn run(config: AgentConfig, cancel: CancellationToken) -> Result<(), A
 fn sender_config(config: &AgentConfig) -> Result<SenderConfig, AgentError> {
     let o = &config.output;
     let transport = match o.transport {
+        OutputTransport::Relp => Transport::Relp,
+        OutputTransport::RelpTls => Transport::RelpTls,
         OutputTransport::Tcp => Transport::Tcp,
         OutputTransport::Udp => Transport::Udp,
         OutputTransport::Tls => Transport::Tls,
     };
     let mut cfg = SenderConfig::new(transport, o.address.clone());
-    if transport == Transport::Tls {
+    if matches!(transport, Transport::Tls | Transport::RelpTls) {
         let t = &o.tls;
         let client = (!t.cert_file.as_os_str().is_empty())
             .then_some((t.cert_file.as_path(), t.key_file.as_path()));

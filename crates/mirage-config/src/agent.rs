@@ -106,6 +106,16 @@ pub struct PolicyConfig {
     pub whitelist_ports: Vec<u16>,
     /// Seconds the server may hold a policy request open. Default 25.
     pub wait_secs: u64,
+    /// Sources never steered, whatever the server decides, besides those
+    /// the agent finds itself (its own addresses, gateways, the servers,
+    /// the SSH session it was started or enrolled from). Default [].
+    pub protect: Vec<String>,
+    /// Never steer RFC 1918 and unique-local (fc00::/7) sources. Default
+    /// false (internal scanners are attackers too).
+    pub protect_private: bool,
+    /// Longest decision enforced, seconds; longer ones are cut to it (a
+    /// forged or broken 10-year block then ends in a week). Default 604800.
+    pub max_decision_ttl_secs: u64,
     /// The token given on the command line (`--enroll`); never written to
     /// or read from a file.
     #[serde(skip)]
@@ -122,6 +132,9 @@ impl Default for PolicyConfig {
             whitelist: Vec::new(),
             whitelist_ports: Vec::new(),
             wait_secs: 25,
+            protect: Vec::new(),
+            protect_private: false,
+            max_decision_ttl_secs: 604_800,
             enroll_token: None,
         }
     }
@@ -174,14 +187,22 @@ impl PolicyConfig {
         }
         self.redirects()
             .map_err(|m| ("policy.redirect".to_owned(), m))?;
-        for c in &self.whitelist {
-            let (a, l) = c.split_once('/').unwrap_or((c, "0"));
-            if a.parse::<std::net::IpAddr>().is_err() || l.parse::<u8>().is_err() {
-                return Err((
-                    "policy.whitelist".into(),
-                    format!("'{c}' is not an address or CIDR"),
-                ));
+        for (key, list) in [
+            ("policy.whitelist", &self.whitelist),
+            ("policy.protect", &self.protect),
+        ] {
+            for c in list {
+                let (a, l) = c.split_once('/').unwrap_or((c, "0"));
+                if a.parse::<std::net::IpAddr>().is_err() || l.parse::<u8>().is_err() {
+                    return Err((key.into(), format!("'{c}' is not an address or CIDR")));
+                }
             }
+        }
+        if self.max_decision_ttl_secs == 0 {
+            return Err((
+                "policy.max_decision_ttl_secs".into(),
+                "must be at least 1".into(),
+            ));
         }
         if !(1..=300).contains(&self.wait_secs) {
             return Err((
@@ -197,6 +218,12 @@ impl PolicyConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutputTransport {
+    /// RELP over TCP: each record is acknowledged by the server once it is
+    /// stored, and only then leaves the queue (`mirage server` detects RELP
+    /// on its syslog TCP port; rsyslog needs `imrelp`).
+    Relp,
+    /// RELP inside TLS (see `[output.tls]`).
+    RelpTls,
     /// TCP, RFC 6587 octet counting.
     Tcp,
     /// UDP, one datagram per record (best-effort).
@@ -209,7 +236,7 @@ pub enum OutputTransport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputConfig {
-    /// `tcp`, `udp` or `tls`. Default `tcp`.
+    /// `relp`, `relp_tls`, `tcp`, `udp` or `tls`. Default `relp`.
     pub transport: OutputTransport,
     /// The server's syslog address, `host:port` (resolved on every
     /// connect). Default `127.0.0.1:10514`.
@@ -226,7 +253,7 @@ pub struct OutputConfig {
 impl Default for OutputConfig {
     fn default() -> Self {
         OutputConfig {
-            transport: OutputTransport::Tcp,
+            transport: OutputTransport::Relp,
             address: "127.0.0.1:10514".into(),
             max_message: 65536,
             tls: OutputTlsConfig::default(),
@@ -778,10 +805,12 @@ impl AgentConfig {
             ));
         }
         let t = &o.tls;
-        if o.transport == OutputTransport::Tls && t.ca_file.as_os_str().is_empty() {
+        if matches!(o.transport, OutputTransport::Tls | OutputTransport::RelpTls)
+            && t.ca_file.as_os_str().is_empty()
+        {
             return Err((
                 "output.tls.ca_file".into(),
-                "required with transport = \"tls\"".into(),
+                "required with transport = \"tls\" or \"relp_tls\"".into(),
             ));
         }
         if t.cert_file.as_os_str().is_empty() != t.key_file.as_os_str().is_empty() {

@@ -73,6 +73,20 @@ pub struct SyslogConfig {
     pub idle_timeout_secs: u64,
     /// Syslog over TLS.
     pub tls: SyslogTlsConfig,
+    /// Senders whose messages feed the rules (and so can make decisions):
+    /// these CIDRs, the addresses enrolled agents authenticate from, and
+    /// TLS clients with a certificate from `tls.client_ca_file`. Messages
+    /// from others are stored, tagged `untrusted`, and decide nothing.
+    /// Default loopback and the private ranges.
+    pub trusted_sources: Vec<String>,
+    /// Let messages over UDP (whose source address anyone can forge) feed
+    /// the rules when they come from a trusted address. Default false.
+    pub udp_decides: bool,
+    /// Events one sender may add per second, on average; more are dropped
+    /// and counted (one warning a minute). Default 2000.
+    pub sender_events_per_sec: u32,
+    /// Events one sender may add in a burst above that rate. Default 20000.
+    pub sender_burst: u32,
 }
 
 impl Default for SyslogConfig {
@@ -89,6 +103,19 @@ impl Default for SyslogConfig {
             max_message_bytes: 65536,
             idle_timeout_secs: 3600,
             tls: SyslogTlsConfig::default(),
+            trusted_sources: [
+                "127.0.0.0/8",
+                "::1/128",
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "fc00::/7",
+            ]
+            .map(String::from)
+            .to_vec(),
+            udp_decides: false,
+            sender_events_per_sec: 2000,
+            sender_burst: 20_000,
         }
     }
 }
@@ -154,6 +181,10 @@ pub struct ApiConfig {
     /// Longest a policy request is held open waiting for a change, seconds.
     /// Default 30.
     pub max_wait_secs: u64,
+    /// Serve the API over TLS with the server's own certificate (made once
+    /// in `<data_dir>/tls/`), pinned by agents through their enrollment
+    /// token. Default true.
+    pub tls: bool,
 }
 
 impl Default for ApiConfig {
@@ -162,6 +193,7 @@ impl Default for ApiConfig {
             listen: String::new(),
             max_skew_secs: 300,
             max_wait_secs: 30,
+            tls: true,
         }
     }
 }
@@ -234,6 +266,21 @@ impl ServerConfig {
         }
         if s.idle_timeout_secs == 0 {
             return err("syslog.idle_timeout_secs", "must be at least 1");
+        }
+        for c in &s.trusted_sources {
+            let (a, l) = c.split_once('/').unwrap_or((c, "0"));
+            if a.parse::<std::net::IpAddr>().is_err() || l.parse::<u8>().is_err() {
+                return Err((
+                    "syslog.trusted_sources".into(),
+                    format!("'{c}' is not an address or CIDR"),
+                ));
+            }
+        }
+        if s.sender_events_per_sec == 0 || s.sender_burst == 0 {
+            return err(
+                "syslog.sender_events_per_sec",
+                "sender_events_per_sec and sender_burst must be at least 1",
+            );
         }
         if !s.tls.listen.is_empty() {
             if s.tls.listen_addr().is_none() {

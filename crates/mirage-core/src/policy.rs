@@ -110,7 +110,9 @@ pub struct Policy {
     /// The agent's settings.
     #[serde(flatten)]
     pub settings: AgentSettings,
-    /// Decisions in force.
+    /// Decisions in force (entries that do not parse are skipped, so one
+    /// bad address cannot switch enforcement off for every other one).
+    #[serde(default, deserialize_with = "lenient")]
     pub decisions: Vec<PolicyDecision>,
     /// Identifies these settings ([`settings_id`]); the agent sends it back
     /// in every request, and the server answers with a new snapshot when
@@ -118,6 +120,45 @@ pub struct Policy {
     /// them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings_id: Option<String>,
+    /// Present when this snapshot is one page of several: ask again with
+    /// [`PolicyRequest::snapshot_after`] set to it for the next page. The
+    /// whole snapshot is the union of the pages, at the first page's
+    /// version (later pages may already hold newer changes; the deltas
+    /// after the first version bring the same changes again, which is
+    /// harmless).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// A list whose elements that do not parse are skipped (with one warning
+/// saying how many), instead of failing the whole list.
+fn lenient<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Entry<T> {
+        Ok(T),
+        Bad(serde::de::IgnoredAny),
+    }
+    let raw = Vec::<Entry<T>>::deserialize(d)?;
+    let total = raw.len();
+    let good: Vec<T> = raw
+        .into_iter()
+        .filter_map(|e| match e {
+            Entry::Ok(t) => Some(t),
+            Entry::Bad(_) => None,
+        })
+        .collect();
+    if good.len() < total {
+        tracing::warn!(
+            skipped = total - good.len(),
+            "policy entries that do not parse were skipped"
+        );
+    }
+    Ok(good)
 }
 
 /// A short digest of `settings` (16 hex digits of the SHA-256 of their
@@ -133,9 +174,11 @@ pub fn settings_id(settings: &AgentSettings) -> String {
 pub struct PolicyDelta {
     /// The new version.
     pub version: i64,
-    /// Decisions added or extended.
+    /// Decisions added or extended (unparsable entries skipped).
+    #[serde(default, deserialize_with = "lenient")]
     pub new: Vec<PolicyDecision>,
-    /// Decisions deleted.
+    /// Decisions deleted (unparsable entries skipped).
+    #[serde(default, deserialize_with = "lenient")]
     pub deleted: Vec<DeletedDecision>,
 }
 
@@ -164,6 +207,10 @@ pub struct PolicyRequest {
     /// copy of the settings differs, it answers with a snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings_id: Option<String>,
+    /// The `next` of the snapshot page the agent has: answer the page after
+    /// it, at once (`since` and `wait_secs` are then ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_after: Option<String>,
 }
 
 /// The body of an enrollment request.
@@ -226,6 +273,7 @@ mod tests {
                 expires_unix: 1_795_000_000,
             }],
             settings_id: Some("0011223344556677".into()),
+            next: None,
         });
         let text = serde_json::to_string(&snap).unwrap();
         assert_eq!(
@@ -233,6 +281,22 @@ mod tests {
             r#"{"type":"snapshot","version":42,"mode":"deception","whitelist":{"sources":["10.0.0.0/8"],"ports":[{"proto":"tcp","port":2200}]},"services":[{"proto":"tcp","port":22,"service":"ssh","honeypot":"10.98.0.2:2222"}],"decisions":[{"ip":"203.0.113.7","decision":"deceive","expires_unix":1795000000}],"settings_id":"0011223344556677"}"#
         );
         assert_eq!(serde_json::from_str::<PolicyReply>(&text).unwrap(), snap);
+    }
+
+    #[test]
+    fn one_bad_decision_does_not_fail_the_reply() {
+        let text = r#"{"type":"snapshot","version":1,"mode":"firewall","decisions":[
+            {"ip":"203.0.113.7; flush ruleset","decision":"block","expires_unix":5},
+            {"ip":"203.0.113.8","decision":"block","expires_unix":5}]}"#;
+        let PolicyReply::Snapshot(p) = serde_json::from_str(text).unwrap() else {
+            panic!("not a snapshot")
+        };
+        assert_eq!(p.decisions.len(), 1);
+        let text = r#"{"type":"delta","version":2,"new":[{"ip":"x"}],"deleted":[{"ip":"::1","decision":"block"},7]}"#;
+        let PolicyReply::Delta(d) = serde_json::from_str(text).unwrap() else {
+            panic!("not a delta")
+        };
+        assert_eq!((d.new.len(), d.deleted.len()), (0, 1));
     }
 
     #[test]

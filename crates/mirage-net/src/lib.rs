@@ -16,8 +16,10 @@ pub mod cert_authority;
 pub mod divert;
 pub mod emit;
 pub mod harness;
+pub mod host;
 pub mod limits;
 pub mod nflog;
+pub mod pinned_tls;
 pub mod rlimit;
 pub mod session;
 pub mod signed_post;
@@ -28,6 +30,7 @@ pub use divert::{Datagram, Divert, DivertedUdp};
 pub use emit::{EventRx, EventTx, event_channel};
 pub use harness::{BoundListener, Harness, bind_diverted, bind_listener};
 pub use limits::{ConnLimiter, Limits};
+pub use pinned_tls::Pin;
 pub use rlimit::raise_fd_limit;
 pub use session::{Session, SessionEnd, Tap, envelope};
 

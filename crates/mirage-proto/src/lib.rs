@@ -10,6 +10,7 @@ pub mod ftp;
 pub mod http;
 pub mod mongodb;
 pub mod mysql;
+pub mod relp;
 pub mod resp;
 pub mod rsync;
 pub mod sftp;

@@ -5,29 +5,37 @@
 //! that gets `200` may forget the events; on any other answer it retries
 //! with the same events (their ids make the retry idempotent).
 //!
+//! The signature is checked on the request's head (the body's digest is in
+//! a header) before a byte of the body is read, and every reply to a signed
+//! request is signed for it ([`crate::signed_http`]): a sensor advances its
+//! checkpoint only on a `200` it verified. Each sensor (header
+//! `x-mirage-sensor`) has its own nonce memory.
+//!
 //! Replies: `200 {"accepted":N,"duplicates":M}`; `401` bad or missing
 //! signature, stale timestamp, replayed nonce; `400` a line that is not a
 //! schema event (`{"error":"line 3: …"}`), nothing of the batch stored;
 //! `413` body over 16 MiB; `503` the store cannot write (disk full) or the
 //! server is shutting down: nothing was stored, send again.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use mirage_core::Event;
-use mirage_core::request_auth::{
-    HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, SignedRequest, Verifier,
-};
+use mirage_core::request_auth::Verifier;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::http::{BodyBudget, HttpLimits};
 use crate::receiver::{Inbound, InboundTx, Payload, now_micros};
+use crate::signed_http::{authenticate, signed_reply};
 use crate::stats::ServerStats;
 use crate::store_health::{StoreHealth, StoreRefusal};
 
@@ -37,12 +45,34 @@ pub const EVENTS_PATH: &str = "/api/v1/events";
 pub const MAX_BODY: usize = 16 << 20;
 /// Most events in one request.
 pub const MAX_EVENTS: usize = 10_000;
+/// Header naming the sensor that signs a request: each sensor has its own
+/// nonce memory, so one cannot crowd out another's.
+pub const HEADER_SENSOR: &str = "x-mirage-sensor";
+/// Most sensors with a nonce memory of their own.
+const MAX_SENDERS: usize = 4096;
+/// Nonces remembered per sensor within the freshness window.
+const NONCES_PER_SENDER: usize = 100_000;
+
+/// The ingest's settings.
+pub struct IngestConfig {
+    /// The shared key sensors sign with.
+    pub key: Vec<u8>,
+    /// Freshness window of a signed request, seconds.
+    pub max_skew_secs: u64,
+    /// TLS, when on.
+    pub tls: Option<TlsAcceptor>,
+    /// Listener limits.
+    pub limits: HttpLimits,
+}
 
 struct IngestState {
-    verifier: Mutex<Verifier>,
+    key: Vec<u8>,
+    max_skew_secs: u64,
+    verifiers: Mutex<HashMap<String, Verifier>>,
     tx: InboundTx,
     stats: Arc<ServerStats>,
     health: Arc<StoreHealth>,
+    budget: BodyBudget,
 }
 
 /// Longest wait for the pipeline's answer before the sensor is told to try
@@ -52,32 +82,42 @@ const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Serve the ingest endpoint on `listener` until `cancel`.
 pub async fn serve(
     listener: TcpListener,
-    verifier: Verifier,
+    config: IngestConfig,
     tx: InboundTx,
     stats: Arc<ServerStats>,
     health: Arc<StoreHealth>,
     cancel: CancellationToken,
-) -> std::io::Result<()> {
+) {
+    let mut limits = config.limits;
+    limits.max_body = MAX_BODY;
     let state = Arc::new(IngestState {
-        verifier: Mutex::new(verifier),
+        key: config.key,
+        max_skew_secs: config.max_skew_secs,
+        verifiers: Mutex::new(HashMap::new()),
         tx,
         stats,
         health,
+        budget: BodyBudget::new(&limits),
     });
     let app = Router::new()
         .route(EVENTS_PATH, post(post_events))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(cancel.cancelled_owned())
-    .await
+    crate::http::serve(listener, app, config.tls, limits, cancel).await;
 }
 
-fn reply(status: StatusCode, body: serde_json::Value) -> Response {
-    (status, axum::Json(body)).into_response()
+/// The sensor a request names (`-` when none, or a name not made of
+/// `[A-Za-z0-9._-]`, at most 64 characters).
+fn sender(headers: &HeaderMap) -> String {
+    headers
+        .get(HEADER_SENSOR)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| {
+            (1..=64).contains(&s.len())
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
+        .unwrap_or("-")
+        .to_owned()
 }
 
 async fn post_events(
@@ -86,37 +126,53 @@ async fn post_events(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let verdict = {
-        let mut v = st.verifier.lock().unwrap_or_else(|e| e.into_inner());
-        let req = SignedRequest {
-            method: method.as_str(),
-            path: uri.path(),
-            timestamp: h(HEADER_TIMESTAMP),
-            nonce: h(HEADER_NONCE),
-            signature: h(HEADER_SIGNATURE),
-            body: &body,
-        };
-        v.verify(&req, chrono::Utc::now().timestamp())
+    let who = sender(&headers);
+    let now = chrono::Utc::now().timestamp();
+    let authed = authenticate(&method, &uri, &headers, body, &st.budget, |head| {
+        let mut vs = st.verifiers.lock().unwrap_or_else(|e| e.into_inner());
+        if !vs.contains_key(&who) && vs.len() >= MAX_SENDERS {
+            return Err(mirage_core::request_auth::AuthError::Replayed);
+        }
+        vs.entry(who.clone())
+            .or_insert_with(|| Verifier::new(st.key.clone(), st.max_skew_secs, NONCES_PER_SENDER))
+            .verify_headers(head, now)
+    })
+    .await;
+    let authed = match authed {
+        Ok(a) => a,
+        Err(refused) => {
+            ServerStats::add(&st.stats.ingest_refused, 1);
+            tracing::debug!("ingest: {peer}: refused: {}", refused.reason());
+            return refused.into_response();
+        }
     };
-    if let Err(e) = verdict {
-        ServerStats::add(&st.stats.ingest_refused, 1);
-        tracing::debug!("ingest: {peer}: refused: {e}");
-        return reply(
-            StatusCode::UNAUTHORIZED,
-            serde_json::json!({ "error": e.to_string() }),
-        );
-    }
+    let answer = |status: StatusCode, body: serde_json::Value| {
+        let extra: Vec<(HeaderName, HeaderValue)> = if status == StatusCode::SERVICE_UNAVAILABLE {
+            vec![(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from_static("1"),
+            )]
+        } else {
+            Vec::new()
+        };
+        signed_reply(&st.key, &authed.nonce, status, &body, &extra)
+    };
+    let refused = |why: &StoreRefusal| {
+        answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "error": why.to_string() }),
+        )
+    };
     let mut events = Vec::new();
-    for (n, line) in body.split(|&b| b == b'\n').enumerate() {
+    for (n, line) in authed.body.split(|&b| b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         if events.len() == MAX_EVENTS {
             ServerStats::add(&st.stats.ingest_refused, 1);
-            return reply(
+            return answer(
                 StatusCode::BAD_REQUEST,
                 serde_json::json!({ "error": format!("more than {MAX_EVENTS} events") }),
             );
@@ -125,7 +181,7 @@ async fn post_events(
             Ok(e) => events.push(e),
             Err(e) => {
                 ServerStats::add(&st.stats.ingest_refused, 1);
-                return reply(
+                return answer(
                     StatusCode::BAD_REQUEST,
                     serde_json::json!({ "error": format!("line {}: {e}", n + 1) }),
                 );
@@ -141,6 +197,7 @@ async fn post_events(
         .send(Inbound {
             peer,
             received_micros: now_micros(),
+            trusted: true,
             payload: Payload::Events { events, done },
         })
         .await;
@@ -148,23 +205,9 @@ async fn post_events(
         return refused(&StoreRefusal::ShuttingDown);
     }
     match tokio::time::timeout(STORE_WAIT, wait).await {
-        Ok(Ok(Ok(receipt))) => reply(StatusCode::OK, serde_json::json!(receipt)),
+        Ok(Ok(Ok(receipt))) => answer(StatusCode::OK, serde_json::json!(receipt)),
         Ok(Ok(Err(e))) => refused(&e),
         Ok(Err(_)) => refused(&StoreRefusal::ShuttingDown),
         Err(_) => refused(&StoreRefusal::Unavailable("store is slow".into())),
     }
-}
-
-/// `503` with the reason and a `Retry-After`: nothing of the request was
-/// acknowledged, so the sensor keeps it and sends it again.
-fn refused(why: &StoreRefusal) -> Response {
-    let mut r = reply(
-        StatusCode::SERVICE_UNAVAILABLE,
-        serde_json::json!({ "error": why.to_string() }),
-    );
-    r.headers_mut().insert(
-        axum::http::header::RETRY_AFTER,
-        axum::http::HeaderValue::from_static("1"),
-    );
-    r
 }

@@ -24,12 +24,17 @@
 #![forbid(unsafe_code)]
 
 pub mod heartbeat;
+pub mod http;
+pub mod identity;
 pub mod ingest;
 pub mod pipeline;
 pub mod policy;
 pub mod receiver;
+pub mod retention;
 pub mod rules_file;
+pub mod sender_budget;
 pub mod server;
+pub mod signed_http;
 pub mod stats;
 pub mod steer;
 pub mod store_health;

@@ -24,7 +24,7 @@
 //!
 //! Once a second it expires decisions, applies decisions operators added
 //! or deleted with the CLI (read from the store's change log), reloads the
-//! rule file when it changed, and now and then prunes old rows.
+//! rule file when it changed (pruning is beside it, in [`crate::retention`]).
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -44,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use crate::heartbeat;
 use crate::receiver::{Ack, Inbound, Payload, now_micros};
 use crate::rules_file::RuleSource;
+use crate::sender_budget::SenderBudget;
 use crate::stats::ServerStats;
 use crate::steer;
 use crate::store_health::{StoreHealth, StoreRefusal};
@@ -73,8 +74,10 @@ pub struct IngestReceipt {
 pub struct PipelineConfig {
     /// How often to check the rule file.
     pub reload_every: Duration,
-    /// Keep rows this long (`None`: forever).
-    pub retention: Option<Duration>,
+    /// Events per second one syslog sender may add, on average.
+    pub sender_rate: u32,
+    /// Events one sender may add in a burst.
+    pub sender_burst: u32,
 }
 
 /// The pipeline state.
@@ -91,6 +94,8 @@ pub struct Pipeline {
     changes: Option<Arc<tokio::sync::watch::Sender<i64>>>,
     health: Arc<StoreHealth>,
     abandon: CancellationToken,
+    budget: SenderBudget,
+    last_budget_warning: Option<Instant>,
     /// Messages and events received but never stored (shutdown while the
     /// store could not write).
     unstored: u64,
@@ -112,6 +117,7 @@ pub fn publish_change(tx: &tokio::sync::watch::Sender<i64>, seq: i64) {
 struct SyslogIn {
     peer: SocketAddr,
     received: i64,
+    trusted: bool,
     bytes: Vec<u8>,
 }
 
@@ -173,6 +179,7 @@ impl Pipeline {
             .last_change_seq()
             .await
             .map_err(|e| format!("store: {e}"))?;
+        let budget = SenderBudget::new(config.sender_rate, config.sender_burst);
         Ok(Pipeline {
             store,
             engine,
@@ -186,6 +193,8 @@ impl Pipeline {
             changes: None,
             health: Arc::new(StoreHealth::default()),
             abandon: CancellationToken::new(),
+            budget,
+            last_budget_warning: None,
             unstored: 0,
         })
     }
@@ -222,7 +231,6 @@ impl Pipeline {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_reload = Instant::now();
-        let mut last_prune: Option<Instant> = None;
         let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
             tokio::select! {
@@ -234,7 +242,7 @@ impl Pipeline {
                     self.process(&mut batch).await;
                 }
                 _ = tick.tick() => {
-                    self.housekeeping(&mut last_reload, &mut last_prune).await;
+                    self.housekeeping(&mut last_reload).await;
                 }
             }
         }
@@ -247,7 +255,7 @@ impl Pipeline {
         tracing::debug!("pipeline: channel closed, stopping");
     }
 
-    async fn housekeeping(&mut self, last_reload: &mut Instant, last_prune: &mut Option<Instant>) {
+    async fn housekeeping(&mut self, last_reload: &mut Instant) {
         let now = now_micros();
         self.outcome.clear();
         self.engine.expire(now, &mut self.outcome);
@@ -275,17 +283,6 @@ impl Pipeline {
                         tracing::warn!("rules not reloaded, keeping the running ones: {e}");
                     }
                 }
-            }
-        }
-        if let Some(keep) = self.config.retention
-            && last_prune.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600))
-        {
-            *last_prune = Some(Instant::now());
-            let before = now - i64::try_from(keep.as_micros()).unwrap_or(i64::MAX);
-            match self.store.prune(before).await {
-                Ok(n) if n > 0 => tracing::info!("pruned {n} rows older than retention"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!("prune failed: {e}"),
             }
         }
     }
@@ -349,6 +346,7 @@ impl Pipeline {
                     messages.push(SyslogIn {
                         peer: m.peer,
                         received: m.received_micros,
+                        trusted: m.trusted,
                         bytes,
                     })
                 }
@@ -528,6 +526,12 @@ impl Pipeline {
         if ts > now + MAX_FUTURE_MICROS {
             ts = m.received;
         }
+        // Agents' own reports change agent rows and events about the
+        // firewall: only from senders that may be agents.
+        if (heartbeat::is_heartbeat(msg) || steer::is_steer(msg)) && !m.trusted {
+            ServerStats::add(&self.stats.untrusted, 1);
+            return;
+        }
         if heartbeat::is_heartbeat(msg) {
             match heartbeat::parse(msg, ts, m.received, &m.peer.to_string()) {
                 Some(row) => {
@@ -567,12 +571,40 @@ impl Pipeline {
             ServerStats::add(&self.stats.ignored, 1);
         }
         let time = DateTime::<Utc>::from_timestamp_micros(ts).unwrap_or_else(Utc::now);
+        if !m.trusted {
+            ServerStats::add(&self.stats.untrusted, 1);
+        }
         for r in &records {
-            let obs = LogEvent::new(r, &host, ts);
-            self.observe(&obs, wb);
-            wb.events.push(event_row(&r.to_event(&host, time)));
+            if !self.budget.take(m.peer.ip(), now) {
+                self.over_budget(m.peer);
+                continue;
+            }
+            let mut event = r.to_event(&host, time);
+            if m.trusted {
+                let obs = LogEvent::new(r, &host, ts);
+                self.observe(&obs, wb);
+            } else {
+                // Stored for the record; it decides nothing.
+                event.tags.push("untrusted".into());
+            }
+            wb.events.push(event_row(&event));
         }
         self.records = records;
+    }
+
+    fn over_budget(&mut self, peer: SocketAddr) {
+        ServerStats::add(&self.stats.over_budget, 1);
+        if self
+            .last_budget_warning
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            self.last_budget_warning = Some(Instant::now());
+            tracing::warn!(
+                "syslog: {} is over its event budget; dropping its events ({} dropped so far from all senders)",
+                peer.ip(),
+                ServerStats::get(&self.stats.over_budget)
+            );
+        }
     }
 
     fn observe(&mut self, obs: &dyn Observation, wb: &mut WriteBatch) {

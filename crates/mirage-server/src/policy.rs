@@ -26,20 +26,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use mirage_core::policy::{
     AgentSettings, DeletedDecision, ENROLL_PATH, EnrollReply, EnrollRequest, HEADER_AGENT,
     POLICY_PATH, Policy, PolicyDecision, PolicyDelta, PolicyReply, PolicyRequest, settings_id,
 };
-use mirage_core::request_auth::{
-    HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, SignedRequest, Verifier,
-};
-use mirage_store::{AgentKeyRow, Store, StoreError};
-use sha2::{Digest, Sha256};
+use mirage_core::request_auth::Verifier;
+
+use crate::http::{BodyBudget, HttpLimits, read_body};
+use crate::signed_http::{authenticate, signed_reply};
+use mirage_store::{AgentKeyRow, Redeemed, Store, StoreError};
+
+use crate::identity::ServerSecret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -54,22 +56,23 @@ const SETTINGS_RECHECK: Duration = Duration::from_secs(1);
 /// Shared state of the API.
 pub struct PolicyApi {
     store: Arc<dyn Store>,
+    budget: BodyBudget,
     changes: watch::Receiver<i64>,
-    verifiers: Mutex<HashMap<String, Verifier>>,
+    /// Per agent: the key its verifier checks with (a re-enrolled agent
+    /// has a new one) and the verifier.
+    verifiers: Mutex<HashMap<String, (Vec<u8>, Verifier)>>,
+    secret: ServerSecret,
     max_skew_secs: u64,
     max_wait: Duration,
     last_refusal_log: AtomicI64,
     refusals_unlogged: AtomicU64,
 }
 
-/// SHA-256 of a token, hex: what the store keeps.
-pub fn token_hash(token: &str) -> String {
-    mirage_core::event::hex(&Sha256::digest(token.trim().as_bytes()))
-}
+pub use crate::identity::token_hash;
 
-/// 32 random bytes, hex.
-pub fn random_hex32() -> Result<String, String> {
-    let mut b = [0u8; 32];
+/// 16 random bytes, hex (an agent's key salt).
+fn random_salt() -> Result<String, String> {
+    let mut b = [0u8; 16];
     getrandom::fill(&mut b).map_err(|e| format!("no randomness: {e}"))?;
     Ok(mirage_core::event::hex(&b))
 }
@@ -79,12 +82,18 @@ impl PolicyApi {
     /// sequence number).
     pub fn new(
         store: Arc<dyn Store>,
+        secret: ServerSecret,
         changes: watch::Receiver<i64>,
         max_skew_secs: u64,
         max_wait_secs: u64,
     ) -> Self {
         PolicyApi {
             store,
+            secret,
+            budget: BodyBudget::new(&HttpLimits {
+                max_body: MAX_BODY,
+                ..HttpLimits::default()
+            }),
             changes,
             verifiers: Mutex::new(HashMap::new()),
             max_skew_secs,
@@ -118,19 +127,15 @@ impl PolicyApi {
 pub async fn serve(
     listener: TcpListener,
     api: Arc<PolicyApi>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: HttpLimits,
     cancel: CancellationToken,
-) -> std::io::Result<()> {
+) {
     let app = Router::new()
         .route(ENROLL_PATH, post(enroll))
         .route(POLICY_PATH, post(policy))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(api);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(cancel.cancelled_owned())
-    .await
+    crate::http::serve(listener, app, tls, limits, cancel).await;
 }
 
 fn json_reply(status: StatusCode, body: impl serde::Serialize) -> Response {
@@ -149,8 +154,16 @@ fn internal(e: StoreError) -> Response {
 async fn enroll(
     State(api): State<Arc<PolicyApi>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Response {
+    let length = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok());
+    let body = match read_body(&api.budget, length, body).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     let Ok(req) = serde_json::from_slice::<EnrollRequest>(&body) else {
         api.refused(peer, "-", "enrollment body is not JSON");
         return error(StatusCode::BAD_REQUEST, "bad enrollment request");
@@ -158,17 +171,20 @@ async fn enroll(
     if !mirage_config::agent::valid_agent_id(&req.agent_id) || req.hostname.len() > 255 {
         return error(StatusCode::BAD_REQUEST, "bad agent_id or hostname");
     }
-    let key = match random_hex32() {
+    let salt = match random_salt() {
         Ok(k) => k,
         Err(e) => {
             tracing::error!("policy API: {e}");
             return error(StatusCode::INTERNAL_SERVER_ERROR, "no randomness");
         }
     };
+    let key = mirage_core::event::hex(&api.secret.agent_key(&req.agent_id, &salt));
     let settings_json = serde_json::to_string(&req.settings).unwrap_or_else(|_| "{}".into());
     let row = AgentKeyRow {
         agent_id: req.agent_id.clone(),
-        key_hex: key.clone(),
+        key_hex: String::new(),
+        key_salt: salt,
+        revoked_micros: None,
         enrolled_micros: crate::receiver::now_micros(),
         hostname: req.hostname.clone(),
         settings_json,
@@ -178,12 +194,7 @@ async fn enroll(
         .redeem_token(&token_hash(&req.token), &row, row.enrolled_micros)
         .await
     {
-        Ok(true) => {
-            // A re-enrolled agent gets a new key: forget the old verifier.
-            api.verifiers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&req.agent_id);
+        Ok(Redeemed::Enrolled) => {
             tracing::info!(
                 "policy API: agent {} ({}) enrolled from {peer}",
                 req.agent_id,
@@ -197,9 +208,16 @@ async fn enroll(
                 },
             )
         }
-        Ok(false) => {
+        Ok(Redeemed::BadToken) => {
             api.refused(peer, &req.agent_id, "unknown, used or expired token");
             error(StatusCode::UNAUTHORIZED, "unknown, used or expired token")
+        }
+        Ok(Redeemed::AgentExists) => {
+            api.refused(peer, &req.agent_id, "agent id enrolled already");
+            error(
+                StatusCode::CONFLICT,
+                "this agent id is enrolled already; a token made with `mirage server tokens create --replace ID` may replace it",
+            )
         }
         Err(e) => internal(e),
     }
@@ -208,9 +226,10 @@ async fn enroll(
 async fn policy(
     State(api): State<Arc<PolicyApi>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let agent_id = h(HEADER_AGENT).unwrap_or("").to_owned();
@@ -222,37 +241,95 @@ async fn policy(
         );
     }
     let agent = match api.store.agent_key(&agent_id).await {
-        Ok(Some(a)) => a,
+        Ok(Some(a)) if a.revoked_micros.is_none() => a,
+        Ok(Some(_)) => {
+            api.refused(peer, &agent_id, "revoked agent");
+            return error(StatusCode::UNAUTHORIZED, "bad signature");
+        }
         Ok(None) => {
             api.refused(peer, &agent_id, "unknown agent");
             return error(StatusCode::UNAUTHORIZED, "bad signature");
         }
         Err(e) => return internal(e),
     };
-    let verdict = {
-        let mut verifiers = api.verifiers.lock().unwrap_or_else(|e| e.into_inner());
-        let v = verifiers.entry(agent_id.clone()).or_insert_with(|| {
-            let key = mirage_core::request_auth::decode_hex(&agent.key_hex).unwrap_or_default();
-            Verifier::new(key, api.max_skew_secs, 100_000)
-        });
-        v.verify(
-            &SignedRequest {
-                method: "POST",
-                path: uri.path(),
-                timestamp: h(HEADER_TIMESTAMP),
-                nonce: h(HEADER_NONCE),
-                signature: h(HEADER_SIGNATURE),
-                body: &body,
-            },
-            chrono::Utc::now().timestamp(),
-        )
+    let key = api.secret.key_of(&agent);
+    // Per key: after a re-enrollment the new key's requests cannot be
+    // replays of the old one's, and must not meet its floor.
+    let floor_name = format!(
+        "agent:{agent_id}:{}",
+        &mirage_core::request_auth::body_digest(&key)[..16]
+    );
+    let floor = {
+        let known = api
+            .verifiers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&agent_id)
+            .is_some_and(|(k, _)| *k == key);
+        if known {
+            None
+        } else {
+            // A verifier starts with the replay floor persisted before a
+            // restart: requests signed before it are refused.
+            api.store.auth_floor(&floor_name).await.ok().flatten()
+        }
     };
-    if let Err(e) = verdict {
-        api.refused(peer, &agent_id, &e.to_string());
-        return error(StatusCode::UNAUTHORIZED, &e.to_string());
+    let now = chrono::Utc::now().timestamp();
+    let mut newest = None;
+    let authed = authenticate(&method, &uri, &headers, body, &api.budget, |head| {
+        let mut verifiers = api.verifiers.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = verifiers.entry(agent_id.clone()).or_insert_with(|| {
+            (
+                key.clone(),
+                Verifier::new(key.clone(), api.max_skew_secs, 100_000),
+            )
+        });
+        if entry.0 != key {
+            *entry = (
+                key.clone(),
+                Verifier::new(key.clone(), api.max_skew_secs, 100_000),
+            );
+        }
+        if let Some(f) = floor {
+            entry.1.set_floor(f);
+        }
+        let before = entry.1.newest();
+        let r = entry.1.verify_headers(head, now);
+        if entry.1.newest() > before {
+            newest = Some(entry.1.newest());
+        }
+        r
+    })
+    .await;
+    let authed = match authed {
+        Ok(a) => a,
+        Err(refused) => {
+            api.refused(peer, &agent_id, &refused.reason());
+            return refused.into_response();
+        }
+    };
+    // Best effort: a store that cannot write (disk full) must not keep
+    // agents from their policy; only the replay floor across a restart
+    // is then older.
+    if let Some(ts) = newest {
+        let _ = api.store.set_auth_floor(&floor_name, ts).await;
     }
-    let Ok(req) = serde_json::from_slice::<PolicyRequest>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "bad policy request");
+    let _ = api
+        .store
+        .note_agent_address(
+            &agent_id,
+            &peer.ip().to_canonical().to_string(),
+            crate::receiver::now_micros(),
+        )
+        .await;
+    let reply = |status: StatusCode, body: serde_json::Value| {
+        signed_reply(&key, &authed.nonce, status, &body, &[])
+    };
+    let Ok(req) = serde_json::from_slice::<PolicyRequest>(&authed.body) else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "error": "bad policy request" }),
+        );
     };
     let settings: AgentSettings = serde_json::from_str(&agent.settings_json).unwrap_or_default();
     let wait = Duration::from_secs(req.wait_secs).min(api.max_wait);
@@ -262,9 +339,23 @@ async fn policy(
         Some(id) if *id != settings_id(&settings) => None,
         _ => req.since,
     };
-    match answer(&api, &agent_id, &settings, since, wait).await {
-        Ok(reply) => json_reply(StatusCode::OK, reply),
-        Err(e) => internal(e),
+    let answered = match &req.snapshot_after {
+        // The next page of a snapshot the agent is reading: at once.
+        Some(after) => snapshot(api.store.as_ref(), &settings, Some(after)).await,
+        None => answer(&api, &agent_id, &settings, since, wait).await,
+    };
+    match answered {
+        Ok(r) => reply(
+            StatusCode::OK,
+            serde_json::to_value(r).unwrap_or(serde_json::Value::Null),
+        ),
+        Err(e) => {
+            tracing::error!("policy API: store: {e}");
+            reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                serde_json::json!({ "error": "store unavailable" }),
+            )
+        }
     }
 }
 
@@ -278,7 +369,7 @@ pub async fn answer(
     wait: Duration,
 ) -> Result<PolicyReply, StoreError> {
     let Some(since) = since else {
-        return snapshot(api.store.as_ref(), settings).await;
+        return snapshot(api.store.as_ref(), settings, None).await;
     };
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = api.changes.clone();
@@ -297,13 +388,13 @@ pub async fn answer(
             || (first > 0 && since < first - 1)
             || since > latest.max(api.store.last_change_seq().await?)
         {
-            return snapshot(api.store.as_ref(), settings).await;
+            return snapshot(api.store.as_ref(), settings, None).await;
         }
         // A backlog longer than a page (an agent back after a long outage,
         // a bulk import) is one snapshot rather than many delta pages: one
         // round trip, and the agent applies it as one transaction.
         if latest - since > i64::from(PAGE) {
-            return snapshot(api.store.as_ref(), settings).await;
+            return snapshot(api.store.as_ref(), settings, None).await;
         }
         if latest > since {
             let delta = delta(api.store.as_ref(), since).await?;
@@ -323,7 +414,7 @@ pub async fn answer(
                     let current: AgentSettings =
                         serde_json::from_str(&now.settings_json).unwrap_or_default();
                     if settings_id(&current) != held {
-                        return snapshot(api.store.as_ref(), &current).await;
+                        return snapshot(api.store.as_ref(), &current, None).await;
                     }
                 }
             }
@@ -337,18 +428,28 @@ pub async fn answer(
     }))
 }
 
-/// Every decision in force now, with the agent's settings.
+/// Decisions per snapshot page: at the engine's cap (a million) a whole
+/// snapshot would be ~85 MB of JSON, over what an agent reads in one
+/// answer; a page is ~9 MB.
+pub const SNAPSHOT_PAGE: u32 = 100_000;
+
+/// Every decision in force now, with the agent's settings: the first page,
+/// or the page after `after` (a [`Policy::next`] cursor).
 pub async fn snapshot(
     store: &dyn Store,
     settings: &AgentSettings,
+    after: Option<&str>,
 ) -> Result<PolicyReply, StoreError> {
     // The version first: a change stored between the two reads is then
     // sent again in the next delta rather than missed.
     let version = store.last_change_seq().await?;
     let now = crate::receiver::now_micros();
-    let decisions = store
-        .list_decisions(Some(now))
-        .await?
+    let after = after.and_then(|c| c.split_once(' '));
+    let rows = store.list_decisions_page(now, after, SNAPSHOT_PAGE).await?;
+    let next = (rows.len() == SNAPSHOT_PAGE as usize)
+        .then(|| rows.last().map(|d| format!("{} {}", d.ip, d.decision)))
+        .flatten();
+    let decisions = rows
         .into_iter()
         .filter_map(|d| {
             Some(PolicyDecision {
@@ -363,6 +464,7 @@ pub async fn snapshot(
         settings: settings.clone(),
         decisions,
         settings_id: Some(settings_id(settings)),
+        next,
     }))
 }
 

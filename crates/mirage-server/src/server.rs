@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mirage_config::ServerConfig;
-use mirage_core::request_auth::{MIN_KEY_LEN, Verifier};
+use mirage_core::request_auth::MIN_KEY_LEN;
 use mirage_store::{SqliteStore, Store};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +44,8 @@ pub struct RunningServer {
     pub ingest: Option<SocketAddr>,
     /// Policy API address, when on.
     pub api: Option<SocketAddr>,
+    /// The pin of the policy API's certificate, when it speaks TLS.
+    pub api_pin: Option<mirage_net::Pin>,
     /// Counters.
     pub stats: Arc<ServerStats>,
     /// Names of the rules running at start.
@@ -66,6 +68,11 @@ const REPORT_DEADLINE: Duration = Duration::from_secs(3);
 /// Open the store, bind everything and start. Returns once listening.
 pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> {
     let cfg_err = ServerError::Config;
+    // Each syslog sender, API client and ingest connection is a descriptor;
+    // at the distribution's 1,024 a few slow clients starve everyone else.
+    if let Err(e) = mirage_net::raise_fd_limit() {
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
+    }
     let stats = Arc::new(ServerStats::default());
     let cancel = CancellationToken::new();
 
@@ -97,7 +104,12 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
             }
             Some((
                 addr,
-                Verifier::new(key, config.ingest.max_skew_secs, 1 << 20),
+                crate::ingest::IngestConfig {
+                    key,
+                    max_skew_secs: config.ingest.max_skew_secs,
+                    tls: None,
+                    limits: crate::http::HttpLimits::default(),
+                },
             ))
         }
         None => None,
@@ -109,8 +121,6 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
         .await
         .map_err(|e| ServerError::Runtime(format!("store: {e}")))?;
     let shared: Arc<dyn Store> = Arc::new(store.clone());
-    let retention = (config.server.retention_days > 0)
-        .then(|| Duration::from_secs(u64::from(config.server.retention_days) * 86_400));
     let last_seq = store
         .last_change_seq()
         .await
@@ -123,7 +133,8 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
         stats.clone(),
         PipelineConfig {
             reload_every: Duration::from_secs(config.rules.reload_check_secs),
-            retention,
+            sender_rate: config.syslog.sender_events_per_sec,
+            sender_burst: config.syslog.sender_burst,
         },
     )
     .await
@@ -141,24 +152,26 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
         idle: Duration::from_secs(s.idle_timeout_secs),
         max_connections: s.max_connections,
     };
+    let trust = crate::receiver::trust::Trust::new(&s.trusted_sources, s.udp_decides);
     let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL);
     let mut receivers = JoinSet::new();
     let mut syslog_tcp = Vec::new();
     let mut syslog_udp = Vec::new();
+    let stream_shared = |client_certs| crate::receiver::stream::Shared {
+        tx: tx.clone(),
+        stats: stats.clone(),
+        limits: limits.clone(),
+        health: health.clone(),
+        trust: trust.clone(),
+        client_certs,
+    };
     for l in bound.tcp {
         let addr = l
             .local_addr()
             .map_err(|e| ServerError::Runtime(e.to_string()))?;
         tracing::info!("syslog: listening on tcp {addr}");
         syslog_tcp.push(addr);
-        receivers.spawn(accept_loop(
-            l,
-            None,
-            tx.clone(),
-            stats.clone(),
-            limits.clone(),
-            cancel.clone(),
-        ));
+        receivers.spawn(accept_loop(l, None, stream_shared(false), cancel.clone()));
     }
     for u in bound.udp {
         let addr = u
@@ -171,6 +184,7 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
             tx.clone(),
             stats.clone(),
             s.max_message_bytes,
+            trust.clone(),
             cancel.clone(),
         ));
     }
@@ -186,11 +200,14 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
         receivers.spawn(accept_loop(
             l,
             Some(acceptor),
-            tx.clone(),
-            stats.clone(),
-            limits.clone(),
+            stream_shared(!config.syslog.tls.client_ca_file.as_os_str().is_empty()),
             cancel.clone(),
         ));
+    }
+    receivers.spawn(trust.clone().refresh(shared.clone(), cancel.clone()));
+    if config.server.retention_days > 0 {
+        let keep = Duration::from_secs(u64::from(config.server.retention_days) * 86_400);
+        receivers.spawn(crate::retention::run(shared.clone(), keep, cancel.clone()));
     }
     let mut ingest = None;
     if let Some((addr, verifier)) = verifier {
@@ -205,32 +222,56 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
         ingest = Some(addr);
         let (tx, stats, health, cancel) =
             (tx.clone(), stats.clone(), health.clone(), cancel.clone());
-        receivers.spawn(async move {
-            if let Err(e) = crate::ingest::serve(l, verifier, tx, stats, health, cancel).await {
-                tracing::error!("ingest: {e}");
-            }
-        });
+        receivers.spawn(crate::ingest::serve(l, verifier, tx, stats, health, cancel));
     }
     let mut api = None;
+    let mut api_pin = None;
     if let Some(addr) = config.api.listen_addr() {
         let l = bind_tcp(addr).map_err(|e| ServerError::Runtime(format!("api: {addr}: {e}")))?;
         let addr = l
             .local_addr()
             .map_err(|e| ServerError::Runtime(e.to_string()))?;
-        tracing::info!("policy API: listening on http://{addr}");
+        let secret = crate::identity::ServerSecret::load_or_create(&config.server.data_dir)
+            .map_err(ServerError::Runtime)?;
+        match crate::identity::seal_legacy_keys(&*shared, &secret).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                "policy API: sealed {n} agent key(s) stored in clear by an older version"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "policy API: cannot seal agent keys stored in clear")
+            }
+        }
+        let tls = if config.api.tls {
+            let (tls, pin) =
+                crate::identity::api_tls(&config.server.data_dir).map_err(ServerError::Runtime)?;
+            tracing::info!(
+                "policy API: listening on https://{addr} (certificate SHA-256 {pin}, carried by enrollment tokens)"
+            );
+            api_pin = Some(pin);
+            Some(tokio_rustls::TlsAcceptor::from(tls))
+        } else {
+            tracing::warn!(
+                "policy API: listening on http://{addr} without TLS: enrollment trusts the network"
+            );
+            None
+        };
         api = Some(addr);
         let state = Arc::new(crate::policy::PolicyApi::new(
             shared.clone(),
+            secret,
             changes_rx.clone(),
             config.api.max_skew_secs,
             config.api.max_wait_secs,
         ));
         let api_cancel = cancel.clone();
-        receivers.spawn(async move {
-            if let Err(e) = crate::policy::serve(l, state, api_cancel).await {
-                tracing::error!("policy API: {e}");
-            }
-        });
+        receivers.spawn(crate::policy::serve(
+            l,
+            state,
+            tls,
+            crate::http::HttpLimits::default(),
+            api_cancel,
+        ));
         // Operators' changes (CLI) land in the store from another process:
         // look for them four times a second.
         let (store, tx, cancel) = (shared.clone(), changes_tx.clone(), cancel.clone());
@@ -259,6 +300,7 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
         syslog_tls,
         ingest,
         api,
+        api_pin,
         stats,
         rules: rule_names,
         cancel,

@@ -28,6 +28,12 @@ pub struct ServerStats {
     pub ingested_events: AtomicU64,
     /// HTTP requests refused (authentication or format).
     pub ingest_refused: AtomicU64,
+    /// Messages from untrusted senders (stored, deciding nothing).
+    pub untrusted: AtomicU64,
+    /// Events dropped because their sender was over its budget.
+    pub over_budget: AtomicU64,
+    /// Quiet syslog connections closed to make room for new ones.
+    pub reaped: AtomicU64,
     /// Rule file reloads that succeeded.
     pub rule_reloads: AtomicU64,
     /// Rule file reloads refused because the file was broken.

@@ -26,14 +26,21 @@ fn config(dir: &Path) -> ServerConfig {
     c.syslog.listen = vec!["127.0.0.1:0".parse().unwrap()];
     c.syslog.fallback_port = 0;
     c.api.listen = "127.0.0.1:0".into();
+    // Raw HTTP on purpose: these tests write every header themselves. TLS
+    // with the pinned certificate is covered with the real agent.
+    c.api.tls = false;
     c
 }
 
 async fn token(dir: &Path) -> String {
-    let t = mirage_server::policy::random_hex32().unwrap();
+    token_for(dir, None).await
+}
+
+async fn token_for(dir: &Path, replace: Option<&str>) -> String {
+    let t = mirage_server::identity::new_token(None).unwrap();
     let st = SqliteStore::open_dir(&dir.join("data")).await.unwrap();
     let now = chrono::Utc::now().timestamp_micros();
-    st.create_token(&token_hash(&t), now, now + 3_600_000_000)
+    st.create_token(&token_hash(&t), now, now + 3_600_000_000, replace)
         .await
         .unwrap();
     t
@@ -216,6 +223,10 @@ async fn replayed_stale_unsigned_unknown_and_cross_agent_requests_are_refused() 
             "x-mirage-signature",
             sign(&ka, "POST", "/api/v1/policy", old, nonce, body),
         ),
+        (
+            "x-mirage-content-sha256",
+            mirage_core::request_auth::body_digest(body),
+        ),
         (HEADER_AGENT, "agent-a".to_string()),
     ];
     let (status, reply) = http_post(api, "/api/v1/policy", &stale, body).await;
@@ -248,5 +259,120 @@ async fn replayed_stale_unsigned_unknown_and_cross_agent_requests_are_refused() 
     );
     // Agent b with its own key is fine.
     assert_eq!(poll(api, "agent-b", &kb, None, 0).await.0, 200);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_enrolled_id_is_not_taken_over_and_a_revoked_agent_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = token(dir.path()).await;
+    let second = token(dir.path()).await;
+    let server = start(&config(dir.path())).await.unwrap();
+    let api = server.api.unwrap();
+    let (status, reply) = enroll(api, &first, "agent-a").await;
+    assert_eq!(status, 200, "{reply}");
+    let key = hex_key(&serde_json::from_str::<EnrollReply>(&reply).unwrap().key);
+    // Another token for the same id: refused, and the real agent keeps
+    // working with its key.
+    let (status, reply) = enroll(api, &second, "agent-a").await;
+    assert_eq!(status, 409, "{reply}");
+    assert!(reply.contains("--replace"), "{reply}");
+    assert_eq!(poll(api, "agent-a", &key, None, 0).await.0, 200);
+    // The refused token was not used up: it still enrolls a new id.
+    assert_eq!(enroll(api, &second, "agent-b").await.0, 200);
+
+    // Revoked: the key stops working at once.
+    let st = SqliteStore::open_dir(&dir.path().join("data"))
+        .await
+        .unwrap();
+    assert!(
+        st.revoke_agent("agent-a", chrono::Utc::now().timestamp_micros())
+            .await
+            .unwrap()
+    );
+    assert_eq!(poll(api, "agent-a", &key, None, 0).await.0, 401);
+    // A token made to replace it enrolls it again, with a new key.
+    let replace = token_for(dir.path(), Some("agent-a")).await;
+    let (status, reply) = enroll(api, &replace, "agent-a").await;
+    assert_eq!(status, 200, "{reply}");
+    let new_key = hex_key(&serde_json::from_str::<EnrollReply>(&reply).unwrap().key);
+    assert_ne!(new_key, key);
+    assert_eq!(poll(api, "agent-a", &new_key, None, 0).await.0, 200);
+    assert_eq!(
+        poll(api, "agent-a", &key, None, 0).await.0,
+        401,
+        "the old key"
+    );
+    // Keys are derived from the server's secret: the database holds none.
+    let row = st.agent_key("agent-a").await.unwrap().unwrap();
+    assert!(row.key_hex.is_empty() && !row.key_salt.is_empty());
+    server.shutdown().await;
+}
+
+/// A snapshot larger than one page (the engine allows a million decisions,
+/// ~85 MB of JSON, more than an agent reads in one answer) comes in pages
+/// that follow each other by cursor and together hold every decision once.
+#[tokio::test]
+async fn a_snapshot_over_a_page_comes_in_pages_that_hold_every_decision_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let t = token(dir.path()).await;
+    let total = mirage_server::policy::SNAPSHOT_PAGE as usize * 2 + 7;
+    {
+        let st = SqliteStore::open_dir(&dir.path().join("data"))
+            .await
+            .unwrap();
+        let now = chrono::Utc::now().timestamp_micros();
+        let rows: Vec<mirage_store::DecisionRow> = (0..total)
+            .map(|i| mirage_store::DecisionRow {
+                ip: format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
+                decision: "block".into(),
+                rule: "manual".into(),
+                severity: "high".into(),
+                reason: "bulk".into(),
+                key: String::new(),
+                created_micros: now,
+                expires_micros: now + 3_600_000_000,
+                evidence: 1,
+                origin: "cli".into(),
+            })
+            .collect();
+        for chunk in rows.chunks(20_000) {
+            st.put_decisions(chunk).await.unwrap();
+        }
+    }
+    let server = start(&cfg).await.unwrap();
+    let api = server.api.unwrap();
+    let (status, body) = enroll(api, &t, "agent-1").await;
+    assert_eq!(status, 200, "{body}");
+    let key = hex_key(&serde_json::from_str::<EnrollReply>(&body).unwrap().key);
+    let mut seen = std::collections::HashSet::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut req = serde_json::json!({ "since": null, "wait_secs": 0 });
+        if let Some(a) = &after {
+            req["snapshot_after"] = a.clone().into();
+        }
+        let req = req.to_string();
+        let mut h: Vec<(&str, String)> =
+            signed_headers(&key, "POST", "/api/v1/policy", req.as_bytes()).into();
+        h.push((HEADER_AGENT, "agent-1".to_string()));
+        let (status, body) = http_post(api, "/api/v1/policy", &h, req.as_bytes()).await;
+        assert_eq!(status, 200, "{body}");
+        let PolicyReply::Snapshot(snap) = serde_json::from_str(&body).unwrap() else {
+            panic!("{body}")
+        };
+        pages += 1;
+        for d in &snap.decisions {
+            assert!(seen.insert(d.ip), "{} twice", d.ip);
+        }
+        match snap.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), total);
     server.shutdown().await;
 }

@@ -10,7 +10,9 @@ mod common;
 
 use common::http_post;
 use mirage_config::ServerConfig;
-use mirage_core::request_auth::{HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, sign};
+use mirage_core::request_auth::{
+    HEADER_CONTENT_SHA256, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, body_digest, sign,
+};
 use mirage_server::{RunningServer, ServerStats, start};
 use mirage_store::{EventQuery, SqliteStore, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -277,6 +279,7 @@ fn signed(key: &[u8], nonce: &str, body: &[u8]) -> Vec<(&'static str, String)> {
             HEADER_SIGNATURE,
             sign(key, "POST", "/api/v1/events", ts, nonce, body),
         ),
+        (HEADER_CONTENT_SHA256, body_digest(body)),
     ]
 }
 

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 
 pub use rows::{
     AgentKeyRow, AgentRow, AlertRow, BatchResult, DecisionChange, DecisionRow, EventQuery,
-    EventRow, StoreCounts, WriteBatch,
+    EventRow, Redeemed, StoreCounts, TOKEN_ID_LEN, TokenRow, WriteBatch,
 };
 pub use sqlite::SqliteStore;
 
@@ -118,6 +118,16 @@ pub trait Store: Send + Sync {
     /// Decisions; with `active_at`, only those not expired at that time.
     async fn list_decisions(&self, active_at: Option<i64>) -> Result<Vec<DecisionRow>, StoreError>;
 
+    /// Up to `limit` decisions not expired at `active_at`, in (address,
+    /// type) order, after `after` (an address and type) when given: one
+    /// page of a snapshot.
+    async fn list_decisions_page(
+        &self,
+        active_at: i64,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<DecisionRow>, StoreError>;
+
     /// Decision changes with a sequence number above `after`, oldest first,
     /// at most `limit`.
     async fn decision_changes(
@@ -132,25 +142,72 @@ pub trait Store: Send + Sync {
     /// Known agents, by id.
     async fn list_agents(&self) -> Result<Vec<AgentRow>, StoreError>;
 
-    /// Store a new enrollment token (its SHA-256, never the token).
+    /// Store a new enrollment token (its SHA-256, never the token). With
+    /// `replace_agent`, the token enrolls only that (existing) agent id,
+    /// with a new key; without, only a new id.
     async fn create_token(
         &self,
         token_hash: &str,
         created_micros: i64,
         expires_micros: i64,
+        replace_agent: Option<&str>,
     ) -> Result<(), StoreError>;
 
-    /// Use a token to enroll `agent`: true when the token existed, was
-    /// unused and unexpired (it is then used up), false otherwise.
+    /// Use a token to enroll `agent` (see [`Redeemed`]). The token is used
+    /// up only when the agent is enrolled.
     async fn redeem_token(
         &self,
         token_hash: &str,
         agent: &AgentKeyRow,
         now_micros: i64,
+    ) -> Result<Redeemed, StoreError>;
+
+    /// An enrolled agent's key material and settings (revoked ones too,
+    /// with [`AgentKeyRow::revoked_micros`] set).
+    async fn agent_key(&self, agent_id: &str) -> Result<Option<AgentKeyRow>, StoreError>;
+
+    /// Agents whose key is stored as it was before keys were derived
+    /// (`key_salt` empty, the key itself in `key_hex`).
+    async fn legacy_agent_keys(&self) -> Result<Vec<AgentKeyRow>, StoreError>;
+
+    /// Replace an agent's stored key material, if it still is `old_key_hex`
+    /// (a concurrent re-enrollment wins). True when replaced.
+    async fn replace_agent_key(
+        &self,
+        agent_id: &str,
+        old_key_hex: &str,
+        key_hex: &str,
+        key_salt: &str,
     ) -> Result<bool, StoreError>;
 
-    /// An enrolled agent's key and settings.
-    async fn agent_key(&self, agent_id: &str) -> Result<Option<AgentKeyRow>, StoreError>;
+    /// Revoke an agent: its key stops working. False when unknown or
+    /// revoked already.
+    async fn revoke_agent(&self, agent_id: &str, now_micros: i64) -> Result<bool, StoreError>;
+
+    /// Enrollment tokens, oldest first.
+    async fn list_tokens(&self) -> Result<Vec<TokenRow>, StoreError>;
+
+    /// Delete the unused tokens whose id ([`TokenRow::id`], or a longer
+    /// prefix of the hash) is `id`; returns how many.
+    async fn revoke_token(&self, id: &str) -> Result<u64, StoreError>;
+
+    /// The address an (unrevoked) agent just authenticated from.
+    async fn note_agent_address(
+        &self,
+        agent_id: &str,
+        addr: &str,
+        now_micros: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Addresses unrevoked agents authenticated from after the given time.
+    async fn agent_addresses(&self, seen_after_micros: i64) -> Result<Vec<String>, StoreError>;
+
+    /// The newest request timestamp accepted from `sender` (Unix seconds),
+    /// persisted so a restart refuses replays signed before it.
+    async fn auth_floor(&self, sender: &str) -> Result<Option<i64>, StoreError>;
+
+    /// Raise `sender`'s floor to `ts` (never lowers it).
+    async fn set_auth_floor(&self, sender: &str, ts: i64) -> Result<(), StoreError>;
 
     /// Replace an enrolled agent's policy settings; false if unknown.
     async fn set_agent_settings(
@@ -167,6 +224,8 @@ pub trait Store: Send + Sync {
     async fn counts(&self) -> Result<StoreCounts, StoreError>;
 
     /// Delete events, alerts, record ids and expired decisions older than
-    /// `before_micros`. Returns how many rows went.
-    async fn prune(&self, before_micros: i64) -> Result<u64, StoreError>;
+    /// `before_micros`, at most `max_rows` of each table, in one short
+    /// transaction. Returns how many rows went; call again until 0 (small
+    /// chunks keep the write lock, and so ingest, free between them).
+    async fn prune(&self, before_micros: i64, max_rows: u32) -> Result<u64, StoreError>;
 }

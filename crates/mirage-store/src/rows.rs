@@ -180,15 +180,21 @@ pub struct BatchResult {
     pub change_seqs: Vec<i64>,
 }
 
-/// An enrolled agent: its HMAC key for the policy API and its policy
-/// settings (mode, whitelist, service map) as JSON. `Debug` leaves the key
-/// out, so it never reaches a log.
+/// An enrolled agent: what its HMAC key for the policy API is made from,
+/// and its policy settings (mode, whitelist, service map) as JSON. `Debug`
+/// leaves the key out, so it never reaches a log.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AgentKeyRow {
     /// The agent's id.
     pub agent_id: String,
-    /// Its HMAC-SHA256 key, hex.
+    /// Its HMAC-SHA256 key, hex, for agents enrolled before keys were
+    /// derived; empty for the others.
     pub key_hex: String,
+    /// The salt its key is derived from with the server's secret (which is
+    /// not in the database), hex; empty for agents with `key_hex`.
+    pub key_salt: String,
+    /// When it was revoked (its requests are refused from then on).
+    pub revoked_micros: Option<i64>,
     /// When it enrolled.
     pub enrolled_micros: i64,
     /// Host name it gave.
@@ -202,9 +208,42 @@ impl std::fmt::Debug for AgentKeyRow {
         f.debug_struct("AgentKeyRow")
             .field("agent_id", &self.agent_id)
             .field("key_hex", &"<redacted>")
+            .field("key_salt", &self.key_salt)
+            .field("revoked_micros", &self.revoked_micros)
             .field("enrolled_micros", &self.enrolled_micros)
             .field("hostname", &self.hostname)
             .field("settings_json", &self.settings_json)
             .finish()
     }
+}
+
+/// How an enrollment went ([`crate::Store::redeem_token`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redeemed {
+    /// The agent is enrolled (the token is used up).
+    Enrolled,
+    /// The token is unknown, used, expired, or made to replace another
+    /// agent.
+    BadToken,
+    /// An agent with this id is enrolled already and the token was not made
+    /// to replace it (`mirage server tokens create --replace ID`).
+    AgentExists,
+}
+
+/// Characters of a token's SHA-256 (hex) that name it in lists.
+pub const TOKEN_ID_LEN: usize = 12;
+
+/// An enrollment token as operators see it (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRow {
+    /// The first characters of its SHA-256, hex.
+    pub id: String,
+    /// When it was made.
+    pub created_micros: i64,
+    /// When it stops working.
+    pub expires_micros: i64,
+    /// The agent that used it.
+    pub used_by: Option<String>,
+    /// The agent it may replace.
+    pub replace_agent: Option<String>,
 }

@@ -143,15 +143,39 @@ pub enum AgentsOp {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Revoke an agent: its key stops working at once (its firewall rules
+    /// stay until their decisions expire). `tokens create --replace ID`
+    /// makes a token that enrolls it again with a new key.
+    Revoke {
+        /// The agent's id.
+        agent_id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum TokensOp {
-    /// Print a new one-time token (`mirage agent --enroll TOKEN`).
+    /// Print a new one-time token (`mirage agent --enroll TOKEN`). It
+    /// carries the SHA-256 of the policy API's certificate, so the agent
+    /// talks only to this server.
     Create {
         /// How long it can be used (`30m`, `24h`, `7d`).
         #[arg(long, default_value = "24h")]
         ttl: String,
+        /// Let the token enroll this already enrolled agent id again, with
+        /// a new key (without it, enrolling a known id is refused).
+        #[arg(long, value_name = "AGENT_ID")]
+        replace: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List tokens (by id: the start of their hash; never the token).
+    List(StoreArgs),
+    /// Delete an unused token.
+    Revoke {
+        /// Its id, as `tokens list` shows it.
+        id: String,
         #[command(flatten)]
         store: StoreArgs,
     },

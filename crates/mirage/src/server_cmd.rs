@@ -116,6 +116,10 @@ async fn operate(cmd: ServerCommand) -> ExitCode {
         ServerCommand::Events(args) => events(args).await,
         ServerCommand::Agents { op: None, store } => agents(store).await,
         ServerCommand::Agents {
+            op: Some(AgentsOp::Revoke { agent_id, store }),
+            ..
+        } => revoke_agent(&agent_id, store).await,
+        ServerCommand::Agents {
             op:
                 Some(AgentsOp::Set {
                     agent_id,
@@ -489,18 +493,44 @@ async fn alerts(args: StoreArgs) -> Result<ExitCode, ExitCode> {
 
 async fn tokens(op: TokensOp) -> Result<ExitCode, ExitCode> {
     match op {
-        TokensOp::Create { ttl, store } => {
+        TokensOp::Create {
+            ttl,
+            replace,
+            store,
+        } => {
             let Some(ttl_micros) = mirage_rules::parse_duration(&ttl).filter(|t| *t > 0) else {
                 eprintln!("mirage: --ttl: '{ttl}' is not a duration like 30m, 24h or 7d");
                 return Err(ExitCode::from(EXIT_USAGE));
             };
+            if let Some(id) = &replace
+                && !mirage_config::agent::valid_agent_id(id)
+            {
+                eprintln!(
+                    "mirage: --replace: '{}' is not an agent id",
+                    id.escape_debug()
+                );
+                return Err(ExitCode::from(EXIT_USAGE));
+            }
             let s = open_store_with(&store, true).await?;
-            let token = mirage_server::policy::random_hex32().map_err(failed)?;
+            if let Some(id) = &replace
+                && s.agent_key(id).await.map_err(failed)?.is_none()
+            {
+                eprintln!("mirage: --replace: no agent '{id}' is enrolled");
+                return Err(ExitCode::FAILURE);
+            }
+            let (dir, tls) = server_dir(&store)?;
+            let pin = if tls {
+                Some(mirage_server::identity::api_tls(&dir).map_err(failed)?.1)
+            } else {
+                None
+            };
+            let token = mirage_server::identity::new_token(pin).map_err(failed)?;
             let now = now_micros();
             s.create_token(
                 &mirage_server::policy::token_hash(&token),
                 now,
                 now.saturating_add(ttl_micros),
+                replace.as_deref(),
             )
             .await
             .map_err(failed)?;
@@ -508,11 +538,80 @@ async fn tokens(op: TokensOp) -> Result<ExitCode, ExitCode> {
             match store.format {
                 OutputFormat::Json => print_json(&serde_json::json!({
                     "token": token,
+                    "id": &mirage_server::policy::token_hash(&token)[..mirage_store::TOKEN_ID_LEN],
                     "expires": time_text(now.saturating_add(ttl_micros)),
+                    "replace": replace,
                 })),
                 OutputFormat::Text => println!("{token}"),
             }
         }
+        TokensOp::List(store) => {
+            let s = open_store(&store).await?;
+            let rows = s.list_tokens().await.map_err(failed)?;
+            match store.format {
+                OutputFormat::Json => print_json(&serde_json::to_value(&rows).unwrap_or_default()),
+                OutputFormat::Text => {
+                    println!(
+                        "{:<14} {:<20} {:<20} {:<24} REPLACES",
+                        "ID", "CREATED", "EXPIRES", "USED BY"
+                    );
+                    for t in &rows {
+                        println!(
+                            "{:<14} {:<20} {:<20} {:<24} {}",
+                            t.id,
+                            time_text(t.created_micros),
+                            time_text(t.expires_micros),
+                            t.used_by.as_deref().unwrap_or("-"),
+                            t.replace_agent.as_deref().unwrap_or("-"),
+                        );
+                    }
+                }
+            }
+        }
+        TokensOp::Revoke { id, store } => {
+            let s = open_store(&store).await?;
+            match s.revoke_token(&id).await.map_err(failed)? {
+                0 => {
+                    eprintln!(
+                        "mirage: no unused token with id '{}' (see `mirage server tokens list`)",
+                        id.escape_debug()
+                    );
+                    return Err(ExitCode::FAILURE);
+                }
+                n => println!("revoked {n} token(s)"),
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The data directory the store arguments name, and whether the server's
+/// policy API speaks TLS there (its config says; the default does).
+fn server_dir(args: &StoreArgs) -> Result<(PathBuf, bool), ExitCode> {
+    match (&args.data_dir, &args.config) {
+        (Some(d), Some(_)) => Ok((d.clone(), load_config(args.config.as_ref())?.api.tls)),
+        (Some(d), None) => Ok((d.clone(), true)),
+        (None, Some(_)) => {
+            let c = load_config(args.config.as_ref())?;
+            Ok((c.server.data_dir, c.api.tls))
+        }
+        (None, None) => Ok((ServerConfig::default().server.data_dir, true)),
+    }
+}
+
+async fn revoke_agent(agent_id: &str, store: StoreArgs) -> Result<ExitCode, ExitCode> {
+    let s = open_store(&store).await?;
+    if s.revoke_agent(agent_id, now_micros())
+        .await
+        .map_err(failed)?
+    {
+        println!("agent {agent_id} revoked");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "mirage: no enrolled, unrevoked agent '{}' (see `mirage server agents`)",
+            agent_id.escape_debug()
+        );
+        Err(ExitCode::FAILURE)
+    }
 }

@@ -95,6 +95,7 @@ fn batch(n: usize) -> (Vec<u8>, Vec<String>) {
 fn post(rt: &tokio::runtime::Runtime, ingest: &str, body: Vec<u8>) -> Result<u16, String> {
     rt.block_on(mirage_net::signed_post::post(
         ingest,
+        None,
         "/api/v1/events",
         Some(KEY.as_bytes()),
         &[],

@@ -235,47 +235,10 @@ fn service_ports(config: &Config) -> BTreeSet<u16> {
         .collect()
 }
 
-/// The local port of the SSH session this command runs in, from
-/// `SSH_CONNECTION` (`client port server port`) in our environment or in an
-/// ancestor's (sudo resets the environment, its parent shell still has it).
+/// The local port of the SSH session this command runs in
+/// ([`mirage_net::host::ssh_connection`]).
 pub fn ssh_session_port() -> Option<u16> {
-    fn parse(v: &str) -> Option<u16> {
-        v.split_whitespace().nth(3)?.parse().ok()
-    }
-    if let Some(p) = std::env::var("SSH_CONNECTION")
-        .ok()
-        .as_deref()
-        .and_then(parse)
-    {
-        return Some(p);
-    }
-    let mut pid = std::process::id();
-    for _ in 0..32 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // The parent pid follows the command name, which is in parentheses
-        // and may itself hold spaces.
-        let ppid: u32 = stat
-            .rsplit_once(')')?
-            .1
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
-        if ppid <= 1 {
-            return None;
-        }
-        if let Ok(env) = std::fs::read(format!("/proc/{ppid}/environ")) {
-            for var in env.split(|b| *b == 0) {
-                if let Some(v) = var.strip_prefix(b"SSH_CONNECTION=")
-                    && let Some(p) = std::str::from_utf8(v).ok().and_then(parse)
-                {
-                    return Some(p);
-                }
-            }
-        }
-        pid = ppid;
-    }
-    None
+    mirage_net::host::ssh_connection().map(|(_, _, _, port)| port)
 }
 
 /// Runs the divert table's commands. `nft` and `ip` are argv prefixes

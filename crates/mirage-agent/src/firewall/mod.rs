@@ -11,6 +11,9 @@
 //! * [`nft`]: the [`Nft`] backend that runs `nft -f -` (one process per
 //!   transaction, atomic), flushes conntrack optionally, and removes the
 //!   table;
+//! * [`guard`]: decisions never enforced (own addresses, gateways, the
+//!   servers, the management session, the whitelist, non-unicast) and the
+//!   cap on their length;
 //! * [`hits`]: reads back which connections were steered, for the server;
 //! * [`divert`]: the sensor host's `mirage firewall` table, which sends
 //!   every port to the catch-all (not part of the agent's enforcement).
@@ -32,6 +35,7 @@
 //! See `docs/firewall.md` for the rules, their order and the limits.
 
 pub mod divert;
+pub mod guard;
 pub mod hits;
 pub mod nft;
 pub mod policy;

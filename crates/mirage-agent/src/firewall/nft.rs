@@ -18,6 +18,7 @@ use std::io::Write as _;
 use std::process::Command;
 use std::sync::mpsc;
 
+use super::guard::Guard;
 use super::policy::{Cidr, Delta, Policy, PolicyError};
 use super::render;
 use super::state::{DeltaPlan, Enforcement};
@@ -42,8 +43,13 @@ pub struct NftConfig {
     /// established connections. Default 64.
     pub conntrack_max: usize,
     /// Sources always whitelisted, whatever the policy says: the server's
-    /// address, the operators' management network.
+    /// address, the operators' management network. Decisions on them (and
+    /// on the policy's whitelist, and on non-unicast addresses) are not
+    /// even put in the sets ([`super::guard`]).
     pub protect: Vec<Cidr>,
+    /// Longest decision enforced, seconds from now; longer ones are cut.
+    /// Default 7 days.
+    pub max_ttl_secs: i64,
     /// How long one nft (or conntrack) run may take before it is killed.
     /// Default 30 s.
     pub timeout: Duration,
@@ -57,6 +63,7 @@ impl Default for NftConfig {
             conntrack: None,
             conntrack_max: 64,
             protect: Vec::new(),
+            max_ttl_secs: super::guard::DEFAULT_MAX_TTL_SECS,
             timeout: Duration::from_secs(30),
         }
     }
@@ -130,7 +137,38 @@ pub struct Nft {
     applied_skeleton: Option<String>,
 }
 
+/// One line for what the guard dropped (attacker-chosen input cannot make
+/// more than one per transaction).
+fn report_filtered(f: super::guard::Filtered) {
+    if f.dropped() > 0 {
+        tracing::warn!(
+            protected = f.protected,
+            not_unicast = f.not_unicast,
+            example = ?f.example,
+            "refused decisions on protected or non-unicast addresses (own, gateway, servers, management session, whitelist)"
+        );
+    }
+    if f.clamped > 0 {
+        tracing::info!(
+            clamped = f.clamped,
+            "decisions longer than the cap were cut to it"
+        );
+    }
+}
+
 impl Nft {
+    /// The policy without the decisions the guard refuses.
+    fn guarded(&self, policy: &Policy, now_ms: i64) -> Policy {
+        let mut p = policy.clone();
+        let guard = Guard::new(
+            &self.config.protect,
+            &policy.whitelist.sources,
+            self.config.max_ttl_secs,
+        );
+        report_filtered(guard.filter(&mut p.decisions, now_ms / 1000));
+        p
+    }
+
     /// A backend; nothing touches the kernel until the first apply.
     pub fn new(config: NftConfig) -> Result<Nft, FirewallError> {
         if !render::valid_table_name(&config.table) {
@@ -167,7 +205,8 @@ impl Nft {
     /// recreated), for `--dry-run`. Pure: no process, no kernel.
     pub fn render(&self, policy: &Policy, now: SystemTime) -> Result<String, FirewallError> {
         let now_ms = unix_ms(now);
-        let state = Enforcement::from_policy(policy, &self.config.protect, now_ms)?;
+        let policy = self.guarded(policy, now_ms);
+        let state = Enforcement::from_policy(&policy, &self.config.protect, now_ms)?;
         Ok(render::full(&self.config.table, &state, now_ms))
     }
 
@@ -178,6 +217,7 @@ impl Nft {
     pub fn apply_snapshot(&mut self, policy: &Policy) -> Result<ApplyReport, FirewallError> {
         let start = Instant::now();
         let now_ms = unix_ms(SystemTime::now());
+        let policy = &self.guarded(policy, now_ms);
         let state = Enforcement::from_policy(policy, &self.config.protect, now_ms)?;
         let skeleton = render::skeleton(&self.config.table, state.layout());
         let elements = state.elements(now_ms).len();
@@ -264,7 +304,14 @@ impl Nft {
                 });
             }
             state.prune(now_ms);
-            (version, state.plan(delta, now_ms))
+            let mut delta = delta.clone();
+            let guard = Guard::new(
+                &self.config.protect,
+                &state.layout().whitelist(),
+                self.config.max_ttl_secs,
+            );
+            report_filtered(guard.filter(&mut delta.new, now_ms / 1000));
+            (version, state.plan(&delta, now_ms))
         };
         let (put, removed) = count(&plan);
         let mut full = false;

@@ -87,6 +87,17 @@ impl Layout {
     }
 }
 
+impl Layout {
+    /// Every whitelisted network, both families.
+    pub fn whitelist(&self) -> Vec<Cidr> {
+        self.allow_v4
+            .iter()
+            .chain(&self.allow_v6)
+            .copied()
+            .collect()
+    }
+}
+
 /// One change to one set element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ElementOp {

@@ -5,7 +5,7 @@
 //! ```text
 //! sources ──Record──> QueueHandle::push ──encode──> DiskQueue (segments on disk)
 //!                                                      │ read_batch / ack / rewind
-//!                                                   Sender ──TCP or TLS (octet counting) or UDP──> server
+//!                                                   Sender ──RELP, TCP or TLS (octet counting), UDP──> server
 //! ```
 //!
 //! * [`record`]: the [`Record`] and its RFC 5424 encoding, with the record's
@@ -15,11 +15,16 @@
 //!   reconnecting with capped backoff.
 //! * [`tls`]: the TLS client settings (RFC 5425) the sender uses.
 //!
+//! * [`relp`]: the RELP session (the default transport), where the server
+//!   acknowledges each record once it stored it.
+//!
 //! Delivery is at-least-once: see [`queue`] for where duplicates can come
-//! from.
+//! from. Over RELP a record leaves the queue only once stored; over plain
+//! TCP the sender can only guess (see [`sender`]).
 
 pub mod queue;
 pub mod record;
+pub mod relp;
 pub mod sender;
 pub mod tls;
 

@@ -45,6 +45,11 @@ const MAX_UDP_PAYLOAD: usize = 65_507;
 /// How records travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
+    /// RELP over TCP: records leave the queue when the server answers that
+    /// it stored them ([`super::relp`]).
+    Relp,
+    /// RELP inside TLS; needs [`SenderConfig::tls`].
+    RelpTls,
     /// TCP with RFC 6587 octet counting.
     Tcp,
     /// One datagram per record (best-effort).
@@ -83,7 +88,12 @@ pub struct SenderConfig {
     /// instead of lost. Costs at most this much traffic in duplicates after
     /// a reconnect. Default 1 s.
     pub ack_delay: Duration,
-    /// Trust and identity for [`Transport::Tls`]. Default none.
+    /// With RELP: how long the oldest unanswered record may wait for its
+    /// answer before the session counts as dead. Longer than the server's
+    /// own wait for a busy store. Default 60 s.
+    pub ack_timeout: Duration,
+    /// Trust and identity for [`Transport::Tls`] and [`Transport::RelpTls`].
+    /// Default none.
     pub tls: Option<Arc<TlsSettings>>,
 }
 
@@ -100,6 +110,7 @@ impl SenderConfig {
             io_timeout: Duration::from_secs(10),
             idle_poll: Duration::from_secs(1),
             ack_delay: Duration::from_secs(1),
+            ack_timeout: Duration::from_secs(60),
             tls: None,
         }
     }
@@ -115,9 +126,17 @@ pub enum SenderError {
     /// The server closed the connection.
     #[error("server closed the connection")]
     Closed,
-    /// A connect or write took longer than `io_timeout`.
+    /// A connect or write took longer than `io_timeout` (or, with RELP, an
+    /// answer longer than `ack_timeout`).
     #[error("timed out")]
     Timeout,
+    /// The server broke the protocol (RELP framing, answers out of order).
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The server refused records (RELP `500`: its store cannot write);
+    /// they stay queued and go again after the backoff.
+    #[error("server refused: {0}")]
+    Refused(String),
     /// The queue failed; the sender stops (the disk is the problem, not the
     /// network).
     #[error(transparent)]
@@ -174,7 +193,9 @@ impl Sender {
     /// Sends until `cancel` fires (returns `Ok`) or the queue fails.
     /// Network errors never end it: they are retried with backoff.
     pub async fn run(self, cancel: CancellationToken) -> Result<(), SenderError> {
-        if self.cfg.transport == Transport::Tls && self.cfg.tls.is_none() {
+        if matches!(self.cfg.transport, Transport::Tls | Transport::RelpTls)
+            && self.cfg.tls.is_none()
+        {
             return Err(SenderError::Misconfigured(
                 "TLS transport without TLS settings",
             ));
@@ -194,7 +215,17 @@ impl Sender {
                     // Resume at the first record not acknowledged: whatever
                     // was handed out on the last connection goes again.
                     self.queue.lock().rewind();
-                    self.pump(conn, &cancel).await
+                    match (self.cfg.transport, conn) {
+                        (Transport::Relp | Transport::RelpTls, Conn::Tcp(r, w)) => {
+                            super::relp::session(&self.queue, &self.cfg, &self.stats, r, w, &cancel)
+                                .await
+                        }
+                        (Transport::Relp | Transport::RelpTls, Conn::Tls(r, w)) => {
+                            super::relp::session(&self.queue, &self.cfg, &self.stats, r, w, &cancel)
+                                .await
+                        }
+                        (_, conn) => self.pump(conn, &cancel).await,
+                    }
                 }
                 Err(e) => Err(e),
             };
@@ -223,13 +254,13 @@ impl Sender {
     async fn connect(&self) -> Result<Conn, SenderError> {
         let fut = async {
             match self.cfg.transport {
-                Transport::Tcp => {
+                Transport::Tcp | Transport::Relp => {
                     let s = TcpStream::connect(self.cfg.address.as_str()).await?;
                     s.set_nodelay(true)?;
                     let (r, w) = s.into_split();
                     Ok::<_, io::Error>(Conn::Tcp(r, w))
                 }
-                Transport::Tls => {
+                Transport::Tls | Transport::RelpTls => {
                     let tls = self.cfg.tls.as_ref().ok_or_else(|| {
                         io::Error::new(io::ErrorKind::InvalidInput, "no TLS settings")
                     })?;
@@ -364,7 +395,7 @@ impl Sender {
     }
 }
 
-async fn with_timeout<T>(
+pub(super) async fn with_timeout<T>(
     limit: Duration,
     fut: impl Future<Output = io::Result<T>>,
 ) -> Result<T, SenderError> {
@@ -375,7 +406,7 @@ async fn with_timeout<T>(
 }
 
 /// Longest wait at shutdown for the server to confirm it read everything.
-const FINISH_WAIT: Duration = Duration::from_secs(2);
+pub(super) const FINISH_WAIT: Duration = Duration::from_secs(2);
 
 impl Sender {
     /// Ends the connection on shutdown and, when the server confirms it read

@@ -246,6 +246,7 @@ fn save_checkpoint(dir: &Path, pos: &Position) -> std::io::Result<()> {
 async fn post(server: &str, key: &[u8], body: Vec<u8>) -> Result<(), String> {
     let (status, reply) = mirage_net::signed_post::post(
         server,
+        None,
         PATH,
         Some(key),
         &[],

@@ -8,7 +8,10 @@
 //! read and the senders' own queues absorb the burst; nothing is dropped
 //! inside the server.
 
+pub mod idle_reaper;
+pub mod relp;
 pub mod stream;
+pub mod trust;
 pub mod udp;
 
 use std::io;
@@ -26,6 +29,9 @@ pub struct Inbound {
     pub peer: SocketAddr,
     /// When it arrived (Unix microseconds).
     pub received_micros: i64,
+    /// Whether it may feed the rules ([`trust`]); signed sensor events
+    /// always may.
+    pub trusted: bool,
     /// What it is.
     pub payload: Payload,
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
+use super::trust::Trust;
 use super::{Inbound, InboundTx, Payload, now_micros};
 use crate::stats::ServerStats;
 
@@ -16,6 +17,7 @@ pub async fn recv_loop(
     tx: InboundTx,
     stats: Arc<ServerStats>,
     max_message: usize,
+    trust: Arc<Trust>,
     cancel: CancellationToken,
 ) {
     // One byte more than the limit tells an oversized datagram from a
@@ -49,6 +51,7 @@ pub async fn recv_loop(
             .send(Inbound {
                 peer,
                 received_micros: now_micros(),
+                trusted: trust.datagram(peer.ip()),
                 payload: Payload::Syslog {
                     bytes: data.to_vec(),
                     ack: None,

@@ -16,11 +16,18 @@ pub struct MirageServer {
     pub syslog: SocketAddr,
     pub dir: PathBuf,
     config: PathBuf,
+    /// A command the server runs under (e.g. `prlimit --nofile=1024:`).
+    prefix: Vec<String>,
 }
 
 impl MirageServer {
     /// Start with `config` (TOML text, may be empty) under `dir`.
     pub fn start(config: &str, dir: &Path) -> MirageServer {
+        MirageServer::start_under(&[], config, dir)
+    }
+
+    /// As [`MirageServer::start`], run under the command `prefix`.
+    pub fn start_under(prefix: &[&str], config: &str, dir: &Path) -> MirageServer {
         let port = mirage_testkit::free_port();
         let syslog: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         std::fs::create_dir_all(dir).unwrap();
@@ -31,6 +38,7 @@ impl MirageServer {
             syslog,
             dir: dir.to_path_buf(),
             config: cfg,
+            prefix: prefix.iter().map(|s| s.to_string()).collect(),
         };
         s.restart();
         s
@@ -44,7 +52,16 @@ impl MirageServer {
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_mirage"))
+        let mirage = env!("CARGO_BIN_EXE_mirage");
+        let mut cmd = match self.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(mirage);
+                c
+            }
+            None => Command::new(mirage),
+        };
+        let child = cmd
             .args(["server", "--config"])
             .arg(&self.config)
             .arg("--data-dir")

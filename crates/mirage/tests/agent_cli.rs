@@ -176,7 +176,7 @@ fn agent_ships_a_line_and_stops_cleanly_on_sigterm() {
     std::fs::write(
         &cfg,
         format!(
-            "[agent]\nstate_dir = \"{}\"\nheartbeat_secs = 1\n[output]\naddress = \"{addr}\"\n\
+            "[agent]\nstate_dir = \"{}\"\nheartbeat_secs = 1\n[output]\naddress = \"{addr}\"\ntransport = \"tcp\"\n\
              [[sources]]\nname = \"auth\"\nkind = \"file\"\nservice = \"ssh\"\npaths = [\"{}\"]\nread_from = \"start\"\n",
             state.display(),
             log.display()

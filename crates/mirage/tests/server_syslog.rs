@@ -78,7 +78,12 @@ fn auth_events_for(server: &MirageServer, ip: &str) -> Vec<Value> {
 #[test]
 fn logger_in_every_framing_and_format_raises_the_ssh_decision() {
     let dir = tempfile::tempdir().unwrap();
-    let server = MirageServer::start("", dir.path());
+    let server = MirageServer::start(
+        // Over UDP too: these tests are about framing; spoofed UDP
+        // deciding nothing by default is control_channel's.
+        "[syslog]\nudp_decides = true\n",
+        dir.path(),
+    );
     let variants: [(&str, &[&str]); 5] = [
         ("203.0.113.1", &["--tcp", "--rfc5424"]),
         ("203.0.113.2", &["--tcp", "--rfc3164"]),
@@ -123,7 +128,12 @@ fn logger_in_every_framing_and_format_raises_the_ssh_decision() {
 fn rsyslog_forwarding_octet_counted_lf_and_udp_raises_the_ssh_decision() {
     let rsyslogd = mirage_testkit::require_tool("rsyslogd");
     let dir = tempfile::tempdir().unwrap();
-    let server = MirageServer::start("", dir.path());
+    let server = MirageServer::start(
+        // Over UDP too: these tests are about framing; spoofed UDP
+        // deciding nothing by default is control_channel's.
+        "[syslog]\nudp_decides = true\n",
+        dir.path(),
+    );
     let d = dir.path();
     std::fs::create_dir_all(d.join("work")).unwrap();
     let p = server.port();

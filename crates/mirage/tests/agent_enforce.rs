@@ -224,7 +224,9 @@ fn decisions_reach_the_agents_nftables_and_leave_with_it() {
     let token = mirage(&["server", "tokens", "create", "--ttl", "10m"], &data)
         .trim()
         .to_owned();
-    assert_eq!(token.len(), 64);
+    // SECRET.PIN: 32 hex digits, then the API certificate's SHA-256.
+    let (secret, pin) = token.split_once('.').expect("a pin in the token");
+    assert_eq!((secret.len(), pin.len()), (32, 64), "{token}");
     let sshd_log = d.join("sshd.log");
     std::fs::write(&sshd_log, "").unwrap();
     let mut agent = start_agent(&ns, d, Some(&token));

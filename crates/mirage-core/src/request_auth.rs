@@ -48,10 +48,6 @@ pub const MIN_KEY_LEN: usize = 32;
 type HmacSha256 = Hmac<Sha256>;
 
 /// The bytes that are signed.
-fn canonical(method: &str, path: &str, timestamp: i64, nonce: &str, body: &[u8]) -> String {
-    canonical_digest(method, path, timestamp, nonce, &body_digest(body))
-}
-
 fn canonical_digest(
     method: &str,
     path: &str,
@@ -124,10 +120,7 @@ pub fn sign(
     nonce: &str,
     body: &[u8],
 ) -> String {
-    // HMAC accepts keys of any length; new_from_slice cannot fail.
-    let mut mac = HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!());
-    mac.update(canonical(method, path, timestamp, nonce, body).as_bytes());
-    crate::event::hex(&mac.finalize().into_bytes())
+    sign_digest(key, method, path, timestamp, nonce, &body_digest(body))
 }
 
 /// The four authentication headers for a request sent now, with a fresh
@@ -154,6 +147,7 @@ pub fn signed_headers(
 }
 
 fn sign_digest(key: &[u8], method: &str, path: &str, ts: i64, nonce: &str, digest: &str) -> String {
+    // HMAC accepts keys of any length; new_from_slice cannot fail.
     let mut mac = HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!());
     mac.update(canonical_digest(method, path, ts, nonce, digest).as_bytes());
     crate::event::hex(&mac.finalize().into_bytes())
@@ -185,24 +179,6 @@ impl std::fmt::Display for AuthError {
 }
 
 impl std::error::Error for AuthError {}
-
-/// A request as received: what [`Verifier::verify`] checks. The header
-/// values are `None` when absent.
-#[derive(Debug, Clone, Copy)]
-pub struct SignedRequest<'a> {
-    /// HTTP method.
-    pub method: &'a str,
-    /// Request path (without query).
-    pub path: &'a str,
-    /// [`HEADER_TIMESTAMP`] value.
-    pub timestamp: Option<&'a str>,
-    /// [`HEADER_NONCE`] value.
-    pub nonce: Option<&'a str>,
-    /// [`HEADER_SIGNATURE`] value.
-    pub signature: Option<&'a str>,
-    /// The body.
-    pub body: &'a [u8],
-}
 
 /// A request's headers, before its body is read: what
 /// [`Verifier::verify_headers`] checks. Values are `None` when absent.
@@ -263,23 +239,6 @@ impl Verifier {
     /// caller to persist as the next start's floor.
     pub fn newest(&self) -> i64 {
         self.newest
-    }
-
-    /// Verify one request whose body is at hand. `now` is the server's
-    /// clock, Unix seconds.
-    pub fn verify(&mut self, req: &SignedRequest<'_>, now: i64) -> Result<(), AuthError> {
-        let digest = body_digest(req.body);
-        self.verify_headers(
-            &SignedHeaders {
-                method: req.method,
-                path: req.path,
-                timestamp: req.timestamp,
-                nonce: req.nonce,
-                signature: req.signature,
-                content_sha256: Some(&digest),
-            },
-            now,
-        )
     }
 
     /// Verify a request from its headers alone, trusting the body digest
@@ -403,15 +362,16 @@ mod tests {
         now: i64,
     ) -> Result<(), AuthError> {
         let ts = ts.to_string();
-        let req = SignedRequest {
+        let digest = body_digest(body);
+        let req = SignedHeaders {
             method: "POST",
             path: "/api/v1/events",
             timestamp: Some(&ts),
             nonce: Some(nonce),
             signature: Some(sig),
-            body,
+            content_sha256: Some(&digest),
         };
-        v.verify(&req, now)
+        v.verify_headers(&req, now)
     }
 
     #[test]
@@ -463,15 +423,16 @@ mod tests {
             check(&mut v, &sig, "short", 1000, b"{}", 1000),
             Err(AuthError::Malformed)
         );
-        let no_ts = SignedRequest {
+        let digest = body_digest(b"");
+        let no_ts = SignedHeaders {
             method: "POST",
             path: "/",
             timestamp: None,
             nonce: Some(nonce),
             signature: Some(&sig),
-            body: b"",
+            content_sha256: Some(&digest),
         };
-        assert_eq!(v.verify(&no_ts, 0), Err(AuthError::Malformed));
+        assert_eq!(v.verify_headers(&no_ts, 0), Err(AuthError::Malformed));
         // A bad signature must not burn the nonce.
         assert_eq!(check(&mut v, &sig, nonce, 1000, b"{}", 1000), Ok(()));
     }

@@ -25,10 +25,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::stream::StreamLimits;
-use super::{Inbound, InboundTx, Payload, now_micros};
+use super::{Inbound, Payload, now_micros};
 use crate::stats::ServerStats;
-use crate::store_health::{StoreHealth, StoreRefusal};
+use crate::store_health::StoreRefusal;
 
 /// Most unanswered commands per connection (librelp's default window is
 /// 128; mirage's sender uses up to 1,024).
@@ -46,26 +45,16 @@ enum Reply {
     Stored(oneshot::Receiver<Result<(), StoreRefusal>>),
 }
 
-/// What every syslog connection (plain or RELP) needs from its listener.
+/// What every syslog connection (plain or RELP) needs: what its listener
+/// shares, and its own end and activity clock.
 pub struct ReceiverContext {
-    /// Where messages go.
-    pub tx: InboundTx,
-    /// Counters.
-    pub stats: Arc<ServerStats>,
-    /// Sizes and timeouts.
-    pub limits: StreamLimits,
-    /// Whether the store writes.
-    pub health: Arc<StoreHealth>,
+    /// The listener's channel, counters, limits, store health and trust.
+    pub shared: super::stream::Shared,
     /// This connection's end: server shutdown, or reaped for a newer
     /// connection when every slot is taken.
     pub cancel: CancellationToken,
     /// This connection's place among the listener's (its activity clock).
     pub conn: Arc<super::idle_reaper::Registered>,
-    /// Who may make decisions.
-    pub trust: Arc<crate::receiver::trust::Trust>,
-    /// Whether this listener's TLS clients had to show a certificate the
-    /// client CA signed (mutual TLS).
-    pub client_certs: bool,
 }
 
 /// Serve one RELP session; `buf` holds what was read while telling the
@@ -76,7 +65,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     peer: SocketAddr,
     cx: &ReceiverContext,
 ) {
-    let trusted = cx.trust.stream(peer.ip(), cx.client_certs);
+    let trusted = cx.shared.trust.stream(peer.ip(), cx.shared.client_certs);
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut pending: VecDeque<(u32, Reply)> = VecDeque::new();
     let mut opened = false;
@@ -86,14 +75,14 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     loop {
         let mut used = 0;
         while pending.len() < WINDOW && close_txnr.is_none() {
-            let frame = match relp::decode(&buf[used..], cx.limits.max_message) {
+            let frame = match relp::decode(&buf[used..], cx.shared.limits.max_message) {
                 Ok(Some((n, f))) => {
                     used += n;
                     f
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    ServerStats::add(&cx.stats.malformed, 1);
+                    ServerStats::add(&cx.shared.stats.malformed, 1);
                     tracing::debug!("relp: {peer}: closing: {e}");
                     return;
                 }
@@ -127,7 +116,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let reading = pending.len() < WINDOW && close_txnr.is_none();
         tokio::select! {
             () = next_answer(&mut pending), if !pending.is_empty() => {}
-            r = tokio::time::timeout(cx.limits.idle, rd.read(&mut chunk)), if reading => match r {
+            r = tokio::time::timeout(cx.shared.limits.idle, rd.read(&mut chunk)), if reading => match r {
                 Ok(Ok(0)) => return,
                 Ok(Ok(n)) => {
                     cx.conn.touch();
@@ -199,9 +188,9 @@ async fn command(
             Command::Abort
         }
         "syslog" => {
-            ServerStats::add(&cx.stats.syslog_messages, 1);
-            if cx.health.is_failing() {
-                return ready(&format!("500 {}", cx.health.refusal()));
+            ServerStats::add(&cx.shared.stats.syslog_messages, 1);
+            if cx.shared.health.is_failing() {
+                return ready(&format!("500 {}", cx.shared.health.refusal()));
             }
             let mut message = frame.data;
             while let [rest @ .., b'\n' | b'\r'] = message {
@@ -209,6 +198,7 @@ async fn command(
             }
             let (ack, stored) = oneshot::channel();
             let sent = cx
+                .shared
                 .tx
                 .send(Inbound {
                     peer,

@@ -64,15 +64,7 @@ pub async fn accept_loop(
     shared: Shared,
     cancel: CancellationToken,
 ) {
-    let Shared {
-        tx,
-        stats,
-        limits,
-        health,
-        trust,
-        client_certs,
-    } = shared;
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
     let conns = Connections::new();
     loop {
         // Take a slot before accepting: extra connections wait in the
@@ -82,7 +74,7 @@ pub async fn accept_loop(
             Ok(p) => p,
             Err(_) => {
                 if conns.reap_idlest(MIN_IDLE) {
-                    ServerStats::add(&stats.reaped, 1);
+                    ServerStats::add(&shared.stats.reaped, 1);
                 }
                 tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -109,21 +101,17 @@ pub async fn accept_loop(
             },
         };
         let _ = sock.set_nodelay(true);
-        let conn = Arc::new(conns.register(trust.stream(peer.ip(), client_certs), &cancel));
+        let trusted = shared.trust.stream(peer.ip(), shared.client_certs);
+        let conn = Arc::new(conns.register(trusted, &cancel));
         let cx = ReceiverContext {
-            tx: tx.clone(),
-            stats: stats.clone(),
-            limits: limits.clone(),
-            health: health.clone(),
+            shared: shared.clone(),
             cancel: conn.cancel.clone(),
             conn,
-            trust: trust.clone(),
-            client_certs,
         };
         let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let limits = &cx.limits;
+            let limits = &cx.shared.limits;
             match tls {
                 None => serve(sock, peer, &cx).await,
                 Some(acceptor) => {
@@ -159,7 +147,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
         let read = tokio::select! {
             _ = cx.cancel.cancelled() => return,
-            r = tokio::time::timeout(cx.limits.idle, stream.read(&mut chunk)) => r,
+            r = tokio::time::timeout(cx.shared.limits.idle, stream.read(&mut chunk)) => r,
         };
         match read {
             Ok(Ok(0)) => break,
@@ -180,8 +168,11 @@ async fn plain<S: AsyncRead + Unpin>(
     peer: SocketAddr,
     cx: &ReceiverContext,
 ) {
-    let (tx, stats, limits, cancel) = (&cx.tx, &cx.stats, &cx.limits, &cx.cancel);
-    let trusted = cx.trust.stream(peer.ip(), cx.client_certs);
+    let Shared {
+        tx, stats, limits, ..
+    } = &cx.shared;
+    let cancel = &cx.cancel;
+    let trusted = cx.shared.trust.stream(peer.ip(), cx.shared.client_certs);
     let mut decoder = FrameDecoder::new(limits.max_message);
     loop {
         let mut used = 0;

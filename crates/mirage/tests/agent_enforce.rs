@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use mirage_testkit::KillOnDrop;
 
 use common::Netns as Ns;
+use common::{append_log, mirage_cli, wait};
 
 /// The agent's live table in `ns`, if there is one.
 fn nft_table(ns: &Ns) -> Option<String> {
@@ -28,40 +29,12 @@ fn nft_table(ns: &Ns) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn mirage(args: &[&str], data: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_mirage"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    start.elapsed()
-}
-
 const BIN: &str = env!("CARGO_BIN_EXE_mirage");
 
 /// `mirage server` inside `ns` (syslog 10514, policy API 8515), logging to
 /// `d/server.log` (appended across restarts).
 fn start_server(ns: &Ns, d: &Path) -> KillOnDrop {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(d.join("server.log"))
-        .unwrap();
+    let log = append_log(&d.join("server.log"));
     let before = std::fs::read_to_string(d.join("server.log"))
         .unwrap_or_default()
         .matches("policy API: listening")
@@ -90,11 +63,7 @@ fn start_server(ns: &Ns, d: &Path) -> KillOnDrop {
 /// `mirage agent` inside `ns` in deception mode, tailing `d/sshd.log`;
 /// enrolls with `token` when given.
 fn start_agent(ns: &Ns, d: &Path, token: Option<&str>) -> KillOnDrop {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(d.join("agent.log"))
-        .unwrap();
+    let log = append_log(&d.join("agent.log"));
     let mut cmd = ns.cmd(BIN);
     cmd.args(["agent", "--server", "127.0.0.1:8515", "--mode", "deception"])
         .args([
@@ -130,7 +99,7 @@ fn a_killed_agent_and_server_come_back_to_the_servers_decisions() {
     std::fs::write(d.join("sshd.log"), "").unwrap();
     let ns = Ns::named("menf");
     let mut server = start_server(&ns, d);
-    let token = mirage(&["server", "tokens", "create"], &data)
+    let token = mirage_cli(&["server", "tokens", "create"], &data)
         .trim()
         .to_owned();
     let mut agent = start_agent(&ns, d, Some(&token));
@@ -138,7 +107,7 @@ fn a_killed_agent_and_server_come_back_to_the_servers_decisions() {
         nft_table(&ns).is_some()
     });
     for ip in ["203.0.113.1", "203.0.113.2"] {
-        mirage(
+        mirage_cli(
             &["server", "decisions", "add", ip, "--type", "deceive"],
             &data,
         );
@@ -150,8 +119,8 @@ fn a_killed_agent_and_server_come_back_to_the_servers_decisions() {
     // kill -9 both while decisions change: the table stays in the kernel
     // with what it had.
     kill9(&mut agent);
-    mirage(&["server", "decisions", "delete", "203.0.113.1"], &data);
-    mirage(
+    mirage_cli(&["server", "decisions", "delete", "203.0.113.1"], &data);
+    mirage_cli(
         &[
             "server",
             "decisions",
@@ -163,7 +132,7 @@ fn a_killed_agent_and_server_come_back_to_the_servers_decisions() {
         &data,
     );
     kill9(&mut server);
-    mirage(
+    mirage_cli(
         &[
             "server",
             "decisions",
@@ -189,7 +158,7 @@ fn a_killed_agent_and_server_come_back_to_the_servers_decisions() {
                 && t.contains("203.0.113.4")
         })
     });
-    let decided: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(&mirage(
+    let decided: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(&mirage_cli(
         &["server", "decisions", "list", "--format", "json"],
         &data,
     ))
@@ -221,7 +190,7 @@ fn decisions_reach_the_agents_nftables_and_leave_with_it() {
     let ns = Ns::named("menf");
     let bin = BIN;
     let _server = start_server(&ns, d);
-    let token = mirage(&["server", "tokens", "create", "--ttl", "10m"], &data)
+    let token = mirage_cli(&["server", "tokens", "create", "--ttl", "10m"], &data)
         .trim()
         .to_owned();
     // SECRET.PIN: 32 hex digits, then the API certificate's SHA-256.
@@ -244,7 +213,7 @@ fn decisions_reach_the_agents_nftables_and_leave_with_it() {
     assert!(out.status.success());
 
     // An operator's decision.
-    mirage(
+    mirage_cli(
         &[
             "server",
             "decisions",
@@ -264,7 +233,7 @@ fn decisions_reach_the_agents_nftables_and_leave_with_it() {
     assert!(took < Duration::from_secs(2), "{took:?}\n{}", agent_log());
 
     // Deleted: the element goes.
-    mirage(&["server", "decisions", "delete", "203.0.113.50"], &data);
+    mirage_cli(&["server", "decisions", "delete", "203.0.113.50"], &data);
     wait("203.0.113.50 out of nft", Duration::from_secs(10), || {
         nft_table(&ns).is_some_and(|t| !t.contains("203.0.113.50"))
     });
@@ -337,7 +306,7 @@ fn an_operator_changes_an_agents_settings_on_the_server() {
     std::fs::write(d.join("sshd.log"), "").unwrap();
     let ns = Ns::named("meset");
     let _server = start_server(&ns, d);
-    let token = mirage(&["server", "tokens", "create"], &data)
+    let token = mirage_cli(&["server", "tokens", "create"], &data)
         .trim()
         .to_owned();
     let _agent = start_agent(&ns, d, Some(&token));
@@ -349,7 +318,7 @@ fn an_operator_changes_an_agents_settings_on_the_server() {
         .unwrap()
         .trim()
         .to_owned();
-    mirage(
+    mirage_cli(
         &[
             "server",
             "decisions",
@@ -368,7 +337,7 @@ fn an_operator_changes_an_agents_settings_on_the_server() {
 
     // Firewall mode: the same decision now drops.
     let start = Instant::now();
-    let out = mirage(
+    let out = mirage_cli(
         &["server", "agents", "set", &agent_id, "--mode", "firewall"],
         &data,
     );
@@ -382,7 +351,7 @@ fn an_operator_changes_an_agents_settings_on_the_server() {
     let _ = start;
 
     // Back to deception, with Redis redirected instead of SSH.
-    mirage(
+    mirage_cli(
         &[
             "server",
             "agents",

@@ -31,11 +31,7 @@ fn agent(server: &MirageServer, dir: &Path, log: &Path) -> KillOnDrop {
         ),
     )
     .unwrap();
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("agent.log"))
-        .unwrap();
+    let out = common::append_log(&dir.join("agent.log"));
     KillOnDrop::spawn(
         Command::new(env!("CARGO_BIN_EXE_mirage"))
             .args(["agent", "--config"])

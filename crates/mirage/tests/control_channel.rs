@@ -11,10 +11,11 @@ mod common;
 use std::net::UdpSocket;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Netns as Ns;
 use common::server::{MirageServer, failed_password};
+use common::{append_log, mirage_cli, wait};
 use mirage_testkit::KillOnDrop;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mirage");
@@ -88,41 +89,9 @@ fn nft_table(ns: &Ns) -> String {
 fn enforcing(table: &str) -> String {
     table
         .split("\n\tset ")
-        .chain(std::iter::once(""))
         .filter(|block| !block.starts_with("allow_"))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn logfile(path: &Path) -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap()
-}
-
-fn cli(args: &[&str], data: &Path) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A fake policy server on 127.0.0.1:8515 in `ns` answering every request
@@ -189,7 +158,7 @@ srv.serve_forever()
         ns.cmd("python3")
             .arg(d.join("fake.py"))
             .stdout(Stdio::null())
-            .stderr(logfile(&d.join("fake.log"))),
+            .stderr(append_log(&d.join("fake.log"))),
     );
     wait("the fake server", Duration::from_secs(10), || {
         ns.cmd("bash")
@@ -223,13 +192,13 @@ fn forged_answers_are_refused(tls: bool) {
             ])
             .arg(&data)
             .stdout(Stdio::null())
-            .stderr(logfile(&d.join("server.log"))),
+            .stderr(append_log(&d.join("server.log"))),
     );
     wait("the server", Duration::from_secs(20), || {
         std::fs::read_to_string(d.join("server.log"))
             .is_ok_and(|l| l.contains("policy API: listening"))
     });
-    let token = cli(
+    let token = mirage_cli(
         &[
             "server",
             "tokens",
@@ -262,7 +231,7 @@ fn forged_answers_are_refused(tls: bool) {
             .args(["--enroll", &token])
             .env("MIRAGE_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(logfile(&d.join("agent.log"))),
+            .stderr(append_log(&d.join("agent.log"))),
     );
     wait("the agent's table", Duration::from_secs(20), || {
         !nft_table(&ns).is_empty()
@@ -277,7 +246,7 @@ fn forged_answers_are_refused(tls: bool) {
         "255.255.255.255",
         "203.0.113.50",
     ] {
-        cli(
+        mirage_cli(
             &[
                 "server",
                 "decisions",

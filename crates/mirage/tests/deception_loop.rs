@@ -27,6 +27,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Netns;
+use common::wait;
 use mirage_testkit::{KillOnDrop, require_tool};
 
 struct Topology {
@@ -109,15 +110,6 @@ fn wait_steer(bin: &Path, data: &Path, service: &str) -> serde_json::Value {
     assert_eq!(e["dst_ip"], "10.99.0.1", "{e}");
     assert_eq!(e["transport"], "tcp", "{e}");
     e
-}
-
-fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    start.elapsed()
 }
 
 /// The SSH banner a client in `ns` gets from `addr`.

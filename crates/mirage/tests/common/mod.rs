@@ -228,6 +228,44 @@ impl Drop for Sensor {
     }
 }
 
+/// Poll `f` (every 20 ms) until true; panic naming `what` after
+/// `timeout`. Returns how long it took.
+pub fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+/// Run `mirage ARGS --data-dir DATA` (an operator subcommand), assert it
+/// succeeded, return its stdout.
+pub fn mirage_cli(args: &[&str], data: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_mirage"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `path` opened for appending (created when missing): a child's log that
+/// survives its restarts.
+pub fn append_log(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+}
+
 pub fn signal(pid: u32, sig: &str) {
     let ok = Command::new("kill")
         .args([&format!("-{sig}"), &pid.to_string()])

@@ -9,7 +9,8 @@
 //! a header) before a byte of the body is read, and every reply to a signed
 //! request is signed for it ([`crate::signed_http`]): a sensor advances its
 //! checkpoint only on a `200` it verified. Each sensor (header
-//! `x-mirage-sensor`) has its own nonce memory.
+//! `x-mirage-sensor`) has its own nonce memory and persisted replay floor
+//! ([`Senders`]).
 //!
 //! Replies: `200 {"accepted":N,"duplicates":M}`; `401` bad or missing
 //! signature, stale timestamp, replayed nonce; `400` a line that is not a
@@ -17,9 +18,8 @@
 //! `413` body over 16 MiB; `503` the store cannot write (disk full) or the
 //! server is shutting down: nothing was stored, send again.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
@@ -28,14 +28,14 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use mirage_core::Event;
-use mirage_core::request_auth::Verifier;
+use mirage_store::Store;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::{BodyBudget, HttpLimits};
 use crate::receiver::{Inbound, InboundTx, Payload, now_micros};
-use crate::signed_http::{authenticate, signed_reply};
+use crate::signed_http::{Senders, signed_reply};
 use crate::stats::ServerStats;
 use crate::store_health::{StoreHealth, StoreRefusal};
 
@@ -67,8 +67,7 @@ pub struct IngestConfig {
 
 struct IngestState {
     key: Vec<u8>,
-    max_skew_secs: u64,
-    verifiers: Mutex<HashMap<String, Verifier>>,
+    senders: Senders,
     tx: InboundTx,
     stats: Arc<ServerStats>,
     health: Arc<StoreHealth>,
@@ -83,6 +82,7 @@ const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 pub async fn serve(
     listener: TcpListener,
     config: IngestConfig,
+    store: Arc<dyn Store>,
     tx: InboundTx,
     stats: Arc<ServerStats>,
     health: Arc<StoreHealth>,
@@ -91,9 +91,14 @@ pub async fn serve(
     let mut limits = config.limits;
     limits.max_body = MAX_BODY;
     let state = Arc::new(IngestState {
+        senders: Senders::new(
+            "sensor",
+            store,
+            config.max_skew_secs,
+            NONCES_PER_SENDER,
+            MAX_SENDERS,
+        ),
         key: config.key,
-        max_skew_secs: config.max_skew_secs,
-        verifiers: Mutex::new(HashMap::new()),
         tx,
         stats,
         health,
@@ -129,17 +134,10 @@ async fn post_events(
     body: Body,
 ) -> Response {
     let who = sender(&headers);
-    let now = chrono::Utc::now().timestamp();
-    let authed = authenticate(&method, &uri, &headers, body, &st.budget, |head| {
-        let mut vs = st.verifiers.lock().unwrap_or_else(|e| e.into_inner());
-        if !vs.contains_key(&who) && vs.len() >= MAX_SENDERS {
-            return Err(mirage_core::request_auth::AuthError::Replayed);
-        }
-        vs.entry(who.clone())
-            .or_insert_with(|| Verifier::new(st.key.clone(), st.max_skew_secs, NONCES_PER_SENDER))
-            .verify_headers(head, now)
-    })
-    .await;
+    let authed = st
+        .senders
+        .authenticate(&who, &st.key, &method, &uri, &headers, body, &st.budget)
+        .await;
     let authed = match authed {
         Ok(a) => a,
         Err(refused) => {

@@ -21,8 +21,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -35,10 +35,9 @@ use mirage_core::policy::{
     AgentSettings, DeletedDecision, ENROLL_PATH, EnrollReply, EnrollRequest, HEADER_AGENT,
     POLICY_PATH, Policy, PolicyDecision, PolicyDelta, PolicyReply, PolicyRequest, settings_id,
 };
-use mirage_core::request_auth::Verifier;
 
 use crate::http::{BodyBudget, HttpLimits, read_body};
-use crate::signed_http::{authenticate, signed_reply};
+use crate::signed_http::{Senders, signed_reply};
 use mirage_store::{AgentKeyRow, Redeemed, Store, StoreError};
 
 use crate::identity::ServerSecret;
@@ -48,6 +47,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Most changes read for one delta; a longer backlog is sent in pages.
 const PAGE: u32 = 10_000;
+/// Nonces remembered per agent within the freshness window.
+const NONCES_PER_AGENT: usize = 100_000;
+/// Most agents with a verifier in memory.
+const MAX_AGENTS: usize = 100_000;
 /// Largest request body.
 const MAX_BODY: usize = 64 * 1024;
 /// How often a held request looks for edited agent settings.
@@ -58,11 +61,9 @@ pub struct PolicyApi {
     store: Arc<dyn Store>,
     budget: BodyBudget,
     changes: watch::Receiver<i64>,
-    /// Per agent: the key its verifier checks with (a re-enrolled agent
-    /// has a new one) and the verifier.
-    verifiers: Mutex<HashMap<String, (Vec<u8>, Verifier)>>,
+    /// Each agent's verifier and persisted replay floor.
+    senders: Senders,
     secret: ServerSecret,
-    max_skew_secs: u64,
     max_wait: Duration,
     last_refusal_log: AtomicI64,
     refusals_unlogged: AtomicU64,
@@ -88,15 +89,14 @@ impl PolicyApi {
         max_wait_secs: u64,
     ) -> Self {
         PolicyApi {
-            store,
+            store: store.clone(),
             secret,
             budget: BodyBudget::new(&HttpLimits {
                 max_body: MAX_BODY,
                 ..HttpLimits::default()
             }),
             changes,
-            verifiers: Mutex::new(HashMap::new()),
-            max_skew_secs,
+            senders: Senders::new("agent", store, max_skew_secs, NONCES_PER_AGENT, MAX_AGENTS),
             max_wait: Duration::from_secs(max_wait_secs),
             last_refusal_log: AtomicI64::new(0),
             refusals_unlogged: AtomicU64::new(0),
@@ -253,67 +253,17 @@ async fn policy(
         Err(e) => return internal(e),
     };
     let key = api.secret.key_of(&agent);
-    // Per key: after a re-enrollment the new key's requests cannot be
-    // replays of the old one's, and must not meet its floor.
-    let floor_name = format!(
-        "agent:{agent_id}:{}",
-        &mirage_core::request_auth::body_digest(&key)[..16]
-    );
-    let floor = {
-        let known = api
-            .verifiers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&agent_id)
-            .is_some_and(|(k, _)| *k == key);
-        if known {
-            None
-        } else {
-            // A verifier starts with the replay floor persisted before a
-            // restart: requests signed before it are refused.
-            api.store.auth_floor(&floor_name).await.ok().flatten()
-        }
-    };
-    let now = chrono::Utc::now().timestamp();
-    let mut newest = None;
-    let authed = authenticate(&method, &uri, &headers, body, &api.budget, |head| {
-        let mut verifiers = api.verifiers.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = verifiers.entry(agent_id.clone()).or_insert_with(|| {
-            (
-                key.clone(),
-                Verifier::new(key.clone(), api.max_skew_secs, 100_000),
-            )
-        });
-        if entry.0 != key {
-            *entry = (
-                key.clone(),
-                Verifier::new(key.clone(), api.max_skew_secs, 100_000),
-            );
-        }
-        if let Some(f) = floor {
-            entry.1.set_floor(f);
-        }
-        let before = entry.1.newest();
-        let r = entry.1.verify_headers(head, now);
-        if entry.1.newest() > before {
-            newest = Some(entry.1.newest());
-        }
-        r
-    })
-    .await;
-    let authed = match authed {
+    let authed = match api
+        .senders
+        .authenticate(&agent_id, &key, &method, &uri, &headers, body, &api.budget)
+        .await
+    {
         Ok(a) => a,
         Err(refused) => {
             api.refused(peer, &agent_id, &refused.reason());
             return refused.into_response();
         }
     };
-    // Best effort: a store that cannot write (disk full) must not keep
-    // agents from their policy; only the replay floor across a restart
-    // is then older.
-    if let Some(ts) = newest {
-        let _ = api.store.set_auth_floor(&floor_name, ts).await;
-    }
     let _ = api
         .store
         .note_agent_address(

@@ -222,7 +222,15 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
         ingest = Some(addr);
         let (tx, stats, health, cancel) =
             (tx.clone(), stats.clone(), health.clone(), cancel.clone());
-        receivers.spawn(crate::ingest::serve(l, verifier, tx, stats, health, cancel));
+        receivers.spawn(crate::ingest::serve(
+            l,
+            verifier,
+            shared.clone(),
+            tx,
+            stats,
+            health,
+            cancel,
+        ));
     }
     let mut api = None;
     let mut api_pin = None;

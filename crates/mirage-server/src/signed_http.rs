@@ -4,6 +4,14 @@
 //! the body read (within [`crate::http`]'s budget) and compared with the
 //! digest the signature covered. Replies are signed for the request they
 //! answer, so a client takes them only from the holder of its key.
+//!
+//! [`Senders`] keeps one verifier per sender (nonce memory of its own, so
+//! one sender cannot push another's nonces out) and a replay floor per
+//! sender and key persisted in the store, so a request captured before a
+//! restart, when the nonces in memory are gone, is refused after it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -11,8 +19,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use mirage_core::request_auth::{
     AuthError, HEADER_CONTENT_SHA256, HEADER_NONCE, HEADER_REPLY_SIGNATURE, HEADER_SIGNATURE,
-    HEADER_TIMESTAMP, SignedHeaders, body_matches, sign_reply,
+    HEADER_TIMESTAMP, SignedHeaders, Verifier, body_digest, body_matches, sign_reply,
 };
+use mirage_store::Store;
 
 use crate::http::{BodyBudget, read_body};
 
@@ -123,4 +132,105 @@ pub fn signed_reply(
         r.headers_mut().insert(k.clone(), v.clone());
     }
     r
+}
+
+/// The verifiers of one API's senders (sensors, agents), by name.
+pub struct Senders {
+    kind: &'static str,
+    store: Arc<dyn Store>,
+    max_skew_secs: u64,
+    nonces_per_sender: usize,
+    max_senders: usize,
+    /// Per sender: the key its verifier checks with (a re-enrolled agent
+    /// has a new one) and the verifier.
+    verifiers: Mutex<HashMap<String, (Vec<u8>, Verifier)>>,
+}
+
+impl Senders {
+    /// Verifiers for senders of `kind` (`agent`, `sensor`: the prefix of
+    /// their floors in the store), at most `max_senders` of them.
+    pub fn new(
+        kind: &'static str,
+        store: Arc<dyn Store>,
+        max_skew_secs: u64,
+        nonces_per_sender: usize,
+        max_senders: usize,
+    ) -> Senders {
+        Senders {
+            kind,
+            store,
+            max_skew_secs,
+            nonces_per_sender,
+            max_senders,
+            verifiers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// [`authenticate`] a request from sender `name` signed with `key`,
+    /// then persist the newest timestamp accepted from it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn authenticate(
+        &self,
+        name: &str,
+        key: &[u8],
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Body,
+        budget: &BodyBudget,
+    ) -> Result<Authenticated, Refused> {
+        // Per key: after a re-enrollment the new key's requests cannot be
+        // replays of the old one's, and must not meet its floor.
+        let floor_name = format!("{}:{name}:{}", self.kind, &body_digest(key)[..16]);
+        let known = self
+            .lock()
+            .get(name)
+            .is_some_and(|(k, _)| k.as_slice() == key);
+        // A verifier starts with the floor persisted before a restart.
+        let floor = if known {
+            None
+        } else {
+            self.store.auth_floor(&floor_name).await.ok().flatten()
+        };
+        let now = chrono::Utc::now().timestamp();
+        let mut newest = None;
+        let authed = authenticate(method, uri, headers, body, budget, |head| {
+            let mut verifiers = self.lock();
+            if !verifiers.contains_key(name) && verifiers.len() >= self.max_senders {
+                return Err(AuthError::Replayed);
+            }
+            let fresh = || {
+                (
+                    key.to_vec(),
+                    Verifier::new(key.to_vec(), self.max_skew_secs, self.nonces_per_sender),
+                )
+            };
+            let entry = verifiers.entry(name.to_owned()).or_insert_with(fresh);
+            if entry.0 != key {
+                *entry = fresh();
+            }
+            if let Some(f) = floor {
+                entry.1.set_floor(f);
+            }
+            let before = entry.1.newest();
+            let r = entry.1.verify_headers(head, now);
+            if entry.1.newest() > before {
+                newest = Some(entry.1.newest());
+            }
+            r
+        })
+        .await?;
+        // Best effort: a store that cannot write (disk full) must not
+        // refuse senders; only the floor across a restart is then older.
+        if let Some(ts) = newest {
+            let _ = self.store.set_auth_floor(&floor_name, ts).await;
+        }
+        Ok(authed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Vec<u8>, Verifier)>> {
+        // Each use is one lookup or one verification: a panic in another
+        // cannot leave an entry half updated.
+        self.verifiers.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }

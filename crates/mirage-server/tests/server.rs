@@ -374,6 +374,15 @@ async fn sensor_events_are_ingested_signed_once_and_replays_refused() {
     // Any contact with a honeypot decides; the CONFIG SET dir is critical.
     let d = st.list_decisions(None).await.unwrap();
     assert!(d.iter().any(|d| d.ip == "198.51.100.50"), "{d:?}");
+    drop(st);
+
+    // After a restart the nonces in memory are gone; the persisted floor
+    // still refuses the captured request.
+    let server = start(&cfg).await.unwrap();
+    let addr = server.ingest.unwrap();
+    let (status, reply) = http_post(addr, "/api/v1/events", &h, &body).await;
+    assert_eq!(status, 401, "{reply}");
+    server.shutdown().await;
 }
 
 #[tokio::test]

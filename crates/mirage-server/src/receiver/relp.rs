@@ -55,6 +55,8 @@ pub struct ReceiverContext {
     pub cancel: CancellationToken,
     /// This connection's place among the listener's (its activity clock).
     pub conn: Arc<super::idle_reaper::Registered>,
+    /// Whether its sender may make decisions (decided once, at accept).
+    pub trusted: bool,
 }
 
 /// Serve one RELP session; `buf` holds what was read while telling the
@@ -65,7 +67,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     peer: SocketAddr,
     cx: &ReceiverContext,
 ) {
-    let trusted = cx.shared.trust.stream(peer.ip(), cx.shared.client_certs);
+    let trusted = cx.trusted;
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut pending: VecDeque<(u32, Reply)> = VecDeque::new();
     let mut opened = false;

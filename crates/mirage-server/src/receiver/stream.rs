@@ -107,6 +107,7 @@ pub async fn accept_loop(
             shared: shared.clone(),
             cancel: conn.cancel.clone(),
             conn,
+            trusted,
         };
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -172,7 +173,7 @@ async fn plain<S: AsyncRead + Unpin>(
         tx, stats, limits, ..
     } = &cx.shared;
     let cancel = &cx.cancel;
-    let trusted = cx.shared.trust.stream(peer.ip(), cx.shared.client_certs);
+    let trusted = cx.trusted;
     let mut decoder = FrameDecoder::new(limits.max_message);
     loop {
         let mut used = 0;

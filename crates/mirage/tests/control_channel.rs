@@ -60,16 +60,7 @@ fn a_spoofed_udp_line_decides_nothing_and_the_same_over_tcp_does() {
         server.decisions()
     );
     // From the same (trusted) address over TCP, five failures decide.
-    let mut s = std::net::TcpStream::connect(server.syslog).unwrap();
-    for i in 0..5 {
-        use std::io::Write;
-        writeln!(
-            s,
-            "<38>1 - web1 sshd 1 - - {}",
-            failed_password("root", "192.0.2.11", 200 + i)
-        )
-        .unwrap();
-    }
+    let _s = server.send_failures("192.0.2.11", 5);
     let d = server.wait_decision("192.0.2.11", Duration::from_secs(20));
     assert_eq!(d["rule"], "ssh-bruteforce-account");
 }

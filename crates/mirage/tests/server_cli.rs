@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::server::{MirageServer, failed_password};
+use common::server::MirageServer;
 
 fn mirage(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_mirage"))
@@ -87,18 +87,7 @@ fn operator_decisions_reach_the_running_engine() {
     let dir = tempfile::tempdir().unwrap();
     let server = MirageServer::start("", dir.path());
     let send = |ip: &str, n: u16| {
-        let mut s = std::net::TcpStream::connect(server.syslog).unwrap();
-        use std::io::Write;
-        // Current times: a decision lasts its TTL from the event's time.
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        for i in 0..n {
-            writeln!(
-                s,
-                "<38>1 {now} web1 sshd 1 - - {}",
-                failed_password("root", ip, 1000 + i)
-            )
-            .unwrap();
-        }
+        server.send_failures(ip, n);
     };
 
     // A manual decision, listed with its TTL.

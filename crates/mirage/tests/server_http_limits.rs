@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::server::{MirageServer, failed_password};
+use common::server::{MirageServer, status_kib};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -26,16 +26,6 @@ const RSS_CAP_MIB: u64 = 256;
 const SLOW_CLIENTS: usize = 2000;
 const BODY_BOMBS: usize = 200;
 const BOMB_BYTES: usize = 16 << 20;
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 /// A connection to `to` from loopback address 127.0.0.`n`, so that many
 /// clients are not all one source (the per-address cap would cut them
@@ -199,7 +189,7 @@ fn body_bombs_and_slow_clients_leave_the_http_listeners_bounded_and_responsive()
             String::from_utf8_lossy(&out.stdout).trim().to_owned()
         })
         .collect();
-    let before = status_kib(pid, "VmRSS:");
+    let before = status_kib(pid, "VmRSS");
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ingest_s = ingest.to_string();
@@ -248,7 +238,7 @@ fn body_bombs_and_slow_clients_leave_the_http_listeners_bounded_and_responsive()
         }
         (answered, ci, ca, legit)
     });
-    let peak_mib = status_kib(pid, "VmHWM:") / 1024;
+    let peak_mib = status_kib(pid, "VmHWM") / 1024;
     eprintln!(
         "RSS before {} MiB, peak {peak_mib} MiB; slow clients cut: ingest {cut_ingest}, api {cut_api}; legit: {legit:?}; bomb answers: {:?}",
         before / 1024,
@@ -287,23 +277,10 @@ fn idle_syslog_connections_make_room_for_a_sender() {
     // The review's numbers: 1,030 idle connections against the default
     // 1,024 slots.
     let server = MirageServer::start("", dir.path());
-    let mut idle = Vec::new();
-    for _ in 0..1030 {
-        idle.push(std::net::TcpStream::connect(server.syslog).unwrap());
-    }
+    let idle = common::idle_connections(server.syslog, 1030);
     std::thread::sleep(Duration::from_secs(3));
     let started = Instant::now();
-    let mut s = std::net::TcpStream::connect(server.syslog).unwrap();
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    use std::io::Write as _;
-    for i in 0..5 {
-        writeln!(
-            s,
-            "<38>1 {now} web1 sshd 1 - - {}",
-            failed_password("root", "192.0.2.201", 1000 + i)
-        )
-        .unwrap();
-    }
+    let _s = server.send_failures("192.0.2.201", 5);
     let d = server.wait_decision("192.0.2.201", Duration::from_secs(30));
     let took = started.elapsed();
     assert_eq!(d["rule"], "ssh-bruteforce-account");

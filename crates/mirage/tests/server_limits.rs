@@ -9,17 +9,7 @@ use std::io::Write;
 use std::net::{TcpStream, UdpSocket};
 use std::time::Duration;
 
-use common::server::{MirageServer, failed_password};
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
+use common::server::{MirageServer, status_kib};
 
 #[test]
 fn garbage_floods_leave_the_server_responsive_bounded_and_quiet() {
@@ -61,19 +51,10 @@ fn garbage_floods_leave_the_server_responsive_bounded_and_quiet() {
     }
 
     // Still working: five failures decide.
-    let mut s = TcpStream::connect(server.syslog).unwrap();
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    for i in 0..5 {
-        writeln!(
-            s,
-            "<38>1 {now} web1 sshd 1 - - {}",
-            failed_password("root", "192.0.2.200", 1000 + i)
-        )
-        .unwrap();
-    }
+    let _s = server.send_failures("192.0.2.200", 5);
     let d = server.wait_decision("192.0.2.200", Duration::from_secs(30));
     assert_eq!(d["rule"], "ssh-bruteforce-account");
-    let peak = rss_kib(pid);
+    let peak = status_kib(pid, "VmHWM");
     assert!(peak < 200 * 1024, "peak RSS {peak} KiB");
     std::thread::sleep(Duration::from_millis(300));
     let log = server.log();

@@ -172,6 +172,39 @@ impl Drop for MirageServer {
     }
 }
 
+impl MirageServer {
+    /// Write `n` of sshd's failed-password lines for root from `ip`, now,
+    /// over one TCP connection to the syslog port (what five failures of
+    /// the seed's rule need). Returns the connection, still open.
+    pub fn send_failures(&self, ip: &str, n: u16) -> std::net::TcpStream {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(self.syslog).unwrap();
+        // Current times: a decision lasts its TTL from the event's time.
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let lines: String = (0..n)
+            .map(|i| {
+                format!(
+                    "<38>1 {now} web1 sshd 1 - - {}\n",
+                    failed_password("root", ip, 1000 + i)
+                )
+            })
+            .collect();
+        s.write_all(lines.as_bytes()).unwrap();
+        s
+    }
+}
+
+/// A `/proc/PID/status` field in KiB (`VmRSS`, `VmHWM`), 0 when gone.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Auth lines as sshd writes them (message part only).
 pub fn failed_password(user: &str, ip: &str, port: u16) -> String {
     format!("Failed password for {user} from {ip} port {port} ssh2")

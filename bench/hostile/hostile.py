@@ -167,6 +167,19 @@ def ingest(body):
         return 0
 
 
+def ingest_batches(n, acked):
+    """Post `n` signed batches of 100 events; the ids of those answered
+    200 go to `acked`. Returns how many got each status (0: no answer)."""
+    answers = {}
+    for _ in range(n):
+        body, ids = event_batch(100)
+        st = ingest(body)
+        answers[st] = answers.get(st, 0) + 1
+        if st == 200:
+            acked += ids
+    return answers
+
+
 def syslog_lines(lines):
     s = socket.create_connection(SYSLOG)
     s.sendall("".join(l + "\n" for l in lines).encode())
@@ -195,24 +208,13 @@ def disk_full(binary, work):
         wait_port(INGEST)
         syslog_lines([failed(f"user{i}", f"198.51.100.{i % 200}", 1024 + i % 60000) for i in range(30000)])
         time.sleep(3)
-        acked, answers_full = [], {}
-        for _ in range(50):
-            body, ids = event_batch(100)
-            st = ingest(body)
-            answers_full[st] = answers_full.get(st, 0) + 1
-            if st == 200:
-                acked += ids
+        acked = []
+        answers_full = ingest_batches(50, acked)
         r = srv.cli("decisions", "add", "203.0.113.77", "--type", "block", "--ttl", "1h")
         add_while_full = "ok" if r.returncode == 0 else r.stderr.strip()[:80]
         subprocess.run(["mount", "-o", "remount,size=256m", data], check=True)
         time.sleep(5)
-        answers_after = {}
-        for _ in range(20):
-            body, ids = event_batch(100)
-            st = ingest(body)
-            answers_after[st] = answers_after.get(st, 0) + 1
-            if st == 200:
-                acked += ids
+        answers_after = ingest_batches(20, acked)
         # Recovered alone: the events acknowledged after the disk grew are
         # readable while the same process runs.
         stored_live = {e.get("id") for e in srv.events()}
@@ -230,8 +232,7 @@ def disk_full(binary, work):
                                   text=True).stdout.split()[-1])
         subprocess.run(["mount", "-o", f"remount,size={used + 512}k", data], check=True)
         syslog_lines([failed(f"again{i}", f"198.51.100.{i % 200}", 1024 + i % 60000) for i in range(30000)])
-        for _ in range(20):
-            ingest(event_batch(100)[0])
+        ingest_batches(20, [])
         t0 = time.time()
         srv.proc.send_signal(signal.SIGTERM)
         try:

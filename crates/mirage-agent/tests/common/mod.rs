@@ -174,8 +174,9 @@ fn decode(data: &[u8]) -> Option<Frame> {
     })
 }
 
-/// An agent config with no sources, its state in `state`, shipping over
-/// TCP to `to`, a heartbeat every `heartbeat_secs`.
+/// An agent config with no sources, its state in `state`, shipping plain
+/// syslog over TCP (not the default RELP: the receivers here are plain
+/// collectors) to `to`, a heartbeat every `heartbeat_secs`.
 pub fn config(state: &Path, to: SocketAddr, heartbeat_secs: u64) -> AgentConfig {
     let mut c = AgentConfig::default();
     c.agent.state_dir = state.to_owned();
@@ -183,6 +184,7 @@ pub fn config(state: &Path, to: SocketAddr, heartbeat_secs: u64) -> AgentConfig 
     c.agent.hostname = "agent-host".into();
     c.agent.heartbeat_secs = heartbeat_secs;
     c.output.address = to.to_string();
+    c.output.transport = mirage_config::agent::OutputTransport::Tcp;
     c.output.queue.max_bytes = 4 * 1024 * 1024;
     c.sources = Vec::new();
     c

@@ -1004,7 +1004,7 @@ mod tests {
         let e = err("[output]\ntransport = \"tls\"\n");
         assert_eq!(
             e,
-            "a.toml: key 'output.tls.ca_file': required with transport = \"tls\""
+            "a.toml: key 'output.tls.ca_file': required with transport = \"tls\" or \"relp_tls\""
         );
     }
 

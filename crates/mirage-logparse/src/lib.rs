@@ -33,8 +33,11 @@ pub const MAX_USERNAME: usize = 128;
 /// Longest command line, SQL query or path kept; longer ones are cut and
 /// flagged `truncated`.
 pub const MAX_RAW: usize = 4096;
-/// Most records one `message repeated N times` line expands to.
-pub const MAX_REPEAT: u32 = 1000;
+/// Most records one `message repeated N times` line expands to: one more
+/// than the default brute-force threshold (5 failures), so a real folded
+/// burst still fires the rule, and a forged claim of millions costs six
+/// records (the claimed N is kept in `repeat_claimed`).
+pub const MAX_REPEAT: u32 = 6;
 
 /// A stateful parser for one log source (one host's stream of one or more
 /// services).
@@ -60,10 +63,11 @@ impl LogParser {
     pub fn parse(&mut self, service: Service, message: &[u8], out: &mut Vec<LogRecord>) -> usize {
         let before = out.len();
         // Lines are text; invalid UTF-8 (attacker bytes in a user name) is
-        // escaped rather than rejected so the rest of the line still counts.
+        // escaped as `\xNN`, as the event schema writes attacker bytes,
+        // rather than rejected, so the rest of the line still counts.
         let text = match std::str::from_utf8(message) {
             Ok(t) => std::borrow::Cow::Borrowed(t),
-            Err(_) => String::from_utf8_lossy(message),
+            Err(_) => std::borrow::Cow::Owned(mirage_core::text::escape_bytes(message)),
         };
         let text = text.trim_matches(|c: char| c == ' ' || c == '\n' || c == '\r' || c == '\0');
         match service {
@@ -224,6 +228,17 @@ mod tests {
         let msg = b"Failed password for root from 10.0.0.9 port 51544 ssh2";
         assert_eq!(p.parse_app("sshd-session", msg, &mut out), 1);
         assert_eq!(p.parse_app("cron", msg, &mut out), 0);
+    }
+
+    #[test]
+    fn invalid_utf8_is_escaped_as_the_schema_says() {
+        let mut p = LogParser::new();
+        let mut out = Vec::new();
+        let msg = b"Failed password for invalid user r\xffo\xc3t from 10.0.0.9 port 1 ssh2";
+        assert_eq!(p.parse(Service::Ssh, msg, &mut out), 1);
+        assert_eq!(out[0].username(), Some("r\\xffo\\xc3t"));
+        let ev = out[0].to_event("h", chrono::Utc::now()).to_json();
+        assert!(!ev.contains('\u{fffd}'), "{ev}");
     }
 
     proptest::proptest! {

@@ -153,6 +153,10 @@ pub struct LogRecord {
     /// Extra classification (`invalid_user`, `preauth`, `anonymous`,
     /// `transfer`, …), sorted, for events' `tags`.
     pub tags: Vec<&'static str>,
+    /// For a record restored from rsyslog's `message repeated N times`,
+    /// the N the line claimed (at most [`crate::MAX_REPEAT`] records are
+    /// restored, whatever it claims).
+    pub repeat_claimed: Option<u32>,
 }
 
 impl LogRecord {
@@ -167,6 +171,7 @@ impl LogRecord {
             dst_port: None,
             ts_micros: None,
             tags: Vec::new(),
+            repeat_claimed: None,
         }
     }
 
@@ -202,6 +207,9 @@ impl LogRecord {
         }
         if !self.tags.is_empty() {
             m.insert("tags".into(), json!(self.tags));
+        }
+        if let Some(n) = self.repeat_claimed {
+            m.insert("repeat_claimed".into(), json!(n));
         }
         match &self.kind {
             RecordKind::SessionConnect | RecordKind::SessionClose => {}
@@ -270,6 +278,10 @@ impl LogRecord {
             .ts_micros
             .and_then(DateTime::<Utc>::from_timestamp_micros)
             .unwrap_or(ts);
+        let mut details = Map::new();
+        if let Some(n) = self.repeat_claimed {
+            details.insert("repeat_claimed".into(), json!(n));
+        }
         let mut tags: Vec<String> = Vec::with_capacity(self.tags.len() + 1);
         tags.push("from_log".into());
         tags.extend(self.tags.iter().map(|t| (*t).to_owned()));
@@ -293,7 +305,7 @@ impl LogRecord {
                 password: password.as_deref().map(BytesText::from),
                 key_fingerprint: key_fingerprint.clone(),
                 result: *result,
-                details: Default::default(),
+                details,
             },
             RecordKind::Command {
                 command,
@@ -307,14 +319,14 @@ impl LogRecord {
                 raw: BytesText::from(raw.as_str()),
                 truncated: *truncated,
                 error: *error,
-                details: Default::default(),
+                details,
             },
             RecordKind::Attack {
                 technique,
                 summary,
                 username,
             } => {
-                let mut evidence = Map::new();
+                let mut evidence = details;
                 if let Some(u) = username {
                     evidence.insert("username".into(), json!(u));
                 }

@@ -50,9 +50,13 @@ fn parse_repeated(rest: &str, out: &mut Vec<LogRecord>) {
     if produced == 0 {
         return;
     }
-    // rsyslog folded N identical lines into one: restore N records.
-    let n = n.min(MAX_REPEAT);
-    for _ in 1..n {
+    // rsyslog folded N identical lines into one: restore N records, but
+    // no more than MAX_REPEAT: the count is the sender's word, and one
+    // forged line must not become thousands of failures.
+    for r in &mut out[start..] {
+        r.repeat_claimed = Some(n);
+    }
+    for _ in 1..n.min(MAX_REPEAT) {
         for i in start..start + produced {
             let r = out[i].clone();
             out.push(r);
@@ -440,10 +444,12 @@ mod tests {
             "message repeated 3 times: [ Failed password for root from 10.0.0.9 port 51544 ssh2]",
         );
         assert_eq!(r.len(), 3);
+        assert!(r.iter().all(|r| r["repeat_claimed"] == 3));
         let r = one(
             "message repeated 4000000000 times: [ Failed password for root from 10.0.0.9 port 1 ssh2]",
         );
         assert_eq!(r.len(), MAX_REPEAT as usize);
+        assert!(r.iter().all(|r| r["repeat_claimed"] == 4_000_000_000u32));
         assert!(
             one("message repeated x times: [ Failed password for root from 10.0.0.9 port 1 ssh2]")
                 .is_empty()

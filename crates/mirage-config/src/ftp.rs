@@ -60,6 +60,12 @@ pub struct FtpConfig {
     /// Seconds to wait for the client's data connection (PASV/EPSV) or to
     /// make it (PORT/EPRT), and without a byte on an open one. Default 60.
     pub data_timeout_secs: u64,
+    /// Let clients use active mode (PORT/EPRT), where the honeypot connects
+    /// out to the client's own address. Default false, as vsftpd with
+    /// `port_enable=NO`: PORT and EPRT get `550 Permission denied.` (and a
+    /// third-party address is still recorded as `ftp.bounce`), FEAT does
+    /// not list EPRT, and the honeypot never opens a connection.
+    pub active_mode: bool,
     /// Offer explicit TLS (`AUTH TLS`, with PBSZ/PROT for the data
     /// channel). The self-signed certificate is made once and kept under
     /// `log_dir/tls/`. Default true.
@@ -87,6 +93,7 @@ impl Default for FtpConfig {
             max_login_fails: 3,
             fail_delay_ms: 1000,
             data_timeout_secs: 60,
+            active_mode: false,
             tls: true,
             dirs: vec!["pub".into(), "upload".into()],
             files: vec![

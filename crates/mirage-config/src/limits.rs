@@ -22,6 +22,10 @@ pub struct LimitsConfig {
     pub session_byte_budget: u64,
     /// Seconds allowed for one reply to be written. Default 30.
     pub write_timeout_secs: u64,
+    /// Most bytes all sessions of the sensor together may hold in their
+    /// read buffers; past it, a session that wants more than 64 KiB is cut
+    /// (`session.close` reason `memory_budget`). Default 268435456 (256 MiB).
+    pub memory_budget: u64,
 }
 
 impl Default for LimitsConfig {
@@ -34,6 +38,7 @@ impl Default for LimitsConfig {
             max_session_secs: 3600,
             session_byte_budget: 16 * 1024 * 1024,
             write_timeout_secs: 30,
+            memory_budget: 256 * 1024 * 1024,
         }
     }
 }
@@ -49,6 +54,12 @@ impl LimitsConfig {
             if v == 0 {
                 return Err((key.into(), "must be at least 1".into()));
             }
+        }
+        if self.memory_budget < 1024 * 1024 {
+            return Err((
+                "memory_budget".into(),
+                "must be at least 1048576 (1 MiB)".into(),
+            ));
         }
         Ok(())
     }

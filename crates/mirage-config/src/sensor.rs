@@ -21,6 +21,10 @@ pub struct SensorConfig {
     /// Seconds to let running sessions finish after SIGINT/SIGTERM before
     /// they are cut. Default 5.
     pub drain_timeout_secs: u64,
+    /// Most bytes the event files may take together; past it the oldest
+    /// are deleted (a `storage.evict` event says which). 0: no quota.
+    /// Default 4294967296 (4 GiB).
+    pub events_max_bytes: u64,
     /// Shipping events to `mirage server`.
     pub ship: ShipConfig,
     /// Where attackers' uploaded files are kept, and how much.
@@ -61,6 +65,10 @@ pub struct ShipConfig {
     pub batch_events: usize,
     /// Ship files already present at the very first start. Default false.
     pub backfill: bool,
+    /// SHA-256 pin of the server's certificate (64 hex digits, `mirage
+    /// server pin`): ship over TLS to exactly that server. Empty: plain
+    /// HTTP, for a server with `[ingest] tls = false`.
+    pub server_pin: String,
 }
 
 impl Default for ShipConfig {
@@ -70,6 +78,7 @@ impl Default for ShipConfig {
             key_file: PathBuf::new(),
             batch_events: 500,
             backfill: false,
+            server_pin: String::new(),
         }
     }
 }
@@ -96,6 +105,13 @@ impl ShipConfig {
                 "is required when ship.server is set".into(),
             ));
         }
+        let pin = self.server_pin.trim();
+        if !pin.is_empty() && (pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return Err((
+                "ship.server_pin".into(),
+                "must be 64 hex digits (the output of `mirage server pin`)".into(),
+            ));
+        }
         if self.batch_events == 0 || self.batch_events > 10_000 {
             return Err((
                 "ship.batch_events".into(),
@@ -114,6 +130,7 @@ impl Default for SensorConfig {
             stdout: false,
             event_queue: 8192,
             drain_timeout_secs: 5,
+            events_max_bytes: 4 << 30,
             ship: ShipConfig::default(),
             quarantine: QuarantineConfig::default(),
         }
@@ -127,6 +144,12 @@ impl SensorConfig {
         }
         if self.log_dir.as_os_str().is_empty() {
             return Err(("log_dir".into(), "must not be empty".into()));
+        }
+        if self.events_max_bytes != 0 && self.events_max_bytes < 1 << 20 {
+            return Err((
+                "events_max_bytes".into(),
+                "must be 0 (no quota) or at least 1048576 (1 MiB)".into(),
+            ));
         }
         self.ship.validate()?;
         if self.quarantine.max_file_bytes > self.quarantine.max_total_bytes {

@@ -151,6 +151,11 @@ pub struct IngestConfig {
     pub key_file: PathBuf,
     /// Freshness window of signed requests, seconds. Default 300.
     pub max_skew_secs: u64,
+    /// Serve ingest over TLS with the server's own certificate (the policy
+    /// API's, made once in `<data_dir>/tls/`), which sensors pin
+    /// (`[sensor.ship] server_pin`, printed by `mirage server pin`).
+    /// Default true.
+    pub tls: bool,
 }
 
 impl Default for IngestConfig {
@@ -159,6 +164,7 @@ impl Default for IngestConfig {
             listen: String::new(),
             key_file: PathBuf::new(),
             max_skew_secs: 300,
+            tls: true,
         }
     }
 }

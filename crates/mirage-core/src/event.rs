@@ -94,6 +94,9 @@ pub enum CloseReason {
     MaxDuration,
     /// The client sent more than the per-session byte budget.
     ByteBudget,
+    /// The session's buffered input would have passed the sensor's memory
+    /// budget (shared by all sessions, `[limits] memory_budget`).
+    MemoryBudget,
     /// The client broke the protocol badly enough to be cut off.
     ProtocolError,
     /// The sensor was shutting down.
@@ -288,6 +291,18 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         to: Option<String>,
     },
+    /// The sensor deleted its oldest event files to stay within its disk
+    /// quota (`[sensor] events_max_bytes`); written by the sensor itself
+    /// (`service` `sensor`, `src_ip` `0.0.0.0`: no client).
+    #[serde(rename = "storage.evict")]
+    StorageEvict {
+        /// The files deleted, oldest first.
+        files: Vec<String>,
+        /// Their size in all.
+        bytes: u64,
+        /// The quota in bytes.
+        quota: u64,
+    },
 }
 
 impl EventKind {
@@ -305,6 +320,7 @@ impl EventKind {
             EventKind::Steer { .. } => "steer",
             EventKind::Detect { .. } => "detect",
             EventKind::Probe { .. } => "probe",
+            EventKind::StorageEvict { .. } => "storage.evict",
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::Emulator;
 use crate::divert::Divert;
 use crate::emit::EventTx;
 use crate::limits::{ConnLimiter, Limits};
+use crate::memory_budget::MemoryBudget;
 use crate::session::{Session, SessionEnd, tcp_event};
 
 /// A bound, listening TCP socket not yet serving.
@@ -75,6 +76,7 @@ pub fn bind_diverted(addr: SocketAddr, divert: Divert) -> std::io::Result<BoundL
 /// Runs listeners and tracks their sessions.
 pub struct Harness {
     sensor: Arc<str>,
+    memory: Arc<MemoryBudget>,
     events: EventTx,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -85,10 +87,23 @@ impl Harness {
     pub fn new(sensor: &str, events: EventTx) -> Self {
         Harness {
             sensor: Arc::from(sensor),
+            memory: Arc::new(MemoryBudget::default()),
             events,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
         }
+    }
+
+    /// Hold all sessions' read buffers together to `bytes` (default
+    /// 256 MiB); call before [`Harness::serve`].
+    pub fn with_memory_budget(mut self, bytes: u64) -> Self {
+        self.memory = Arc::new(MemoryBudget::new(bytes));
+        self
+    }
+
+    /// The budget shared by every session of this harness.
+    pub fn memory_budget(&self) -> Arc<MemoryBudget> {
+        self.memory.clone()
     }
 
     /// The token cancelled when shutdown begins.
@@ -124,6 +139,7 @@ impl Harness {
             emulator,
             limiter: ConnLimiter::new(&limits),
             limits: Arc::new(limits),
+            memory: self.memory.clone(),
             events: self.events.clone(),
             shutdown: self.shutdown.clone(),
             tracker: self.tracker.clone(),
@@ -152,6 +168,7 @@ struct AcceptLoop {
     emulator: Arc<dyn Emulator>,
     limiter: ConnLimiter,
     limits: Arc<Limits>,
+    memory: Arc<MemoryBudget>,
     events: EventTx,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -199,6 +216,7 @@ impl AcceptLoop {
                         peer,
                         local,
                         self.limits.clone(),
+                        self.memory.clone(),
                         self.events.clone(),
                         self.shutdown.clone(),
                     ));

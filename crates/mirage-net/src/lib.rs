@@ -6,7 +6,8 @@
 //! binding (IPv4 and IPv6), TLS upgrades and self-signed certificates
 //! ([`tls`]), certificates issued on the fly per SNI by a local CA
 //! ([`cert_authority`]), global and per-source connection caps, handshake
-//! and idle timeouts, a per-session byte budget, graceful shutdown and the
+//! and idle timeouts, a per-session byte budget, a memory budget shared by
+//! all sessions ([`memory_budget`]), graceful shutdown and the
 //! `session.connect` / `session.close` events, and for the catch-all the
 //! original destination of diverted traffic ([`divert`]) and the SYN probes
 //! the firewall logs ([`nflog`]). This is the only crate that may use
@@ -18,6 +19,7 @@ pub mod emit;
 pub mod harness;
 pub mod host;
 pub mod limits;
+pub mod memory_budget;
 pub mod nflog;
 pub mod pinned_tls;
 pub mod rlimit;
@@ -30,6 +32,7 @@ pub use divert::{Datagram, Divert, DivertedUdp};
 pub use emit::{EventRx, EventTx, event_channel};
 pub use harness::{BoundListener, Harness, bind_diverted, bind_listener};
 pub use limits::{ConnLimiter, Limits};
+pub use memory_budget::MemoryBudget;
 pub use pinned_tls::Pin;
 pub use rlimit::raise_fd_limit;
 pub use session::{Session, SessionEnd, Tap, envelope};

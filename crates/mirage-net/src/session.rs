@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use crate::emit::EventTx;
 use crate::limits::Limits;
+use crate::memory_budget::MemoryBudget;
 
 /// Why a session stopped, as seen from a read or a write.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,10 @@ pub enum SessionEnd {
     /// The client exceeded the session byte budget.
     #[error("byte budget exhausted")]
     ByteBudget,
+    /// The session's buffer would have grown past the sensor's memory
+    /// budget (shared by all sessions).
+    #[error("memory budget exhausted")]
+    MemoryBudget,
     /// The client broke the protocol and the emulator cut it off.
     #[error("protocol error")]
     ProtocolError,
@@ -68,6 +73,7 @@ impl SessionEnd {
             SessionEnd::IdleTimeout => R::IdleTimeout,
             SessionEnd::MaxDuration => R::MaxDuration,
             SessionEnd::ByteBudget => R::ByteBudget,
+            SessionEnd::MemoryBudget => R::MemoryBudget,
             SessionEnd::ProtocolError => R::ProtocolError,
             SessionEnd::Shutdown => R::Shutdown,
             SessionEnd::Io(_) => R::Error,
@@ -146,6 +152,12 @@ pub struct Session {
     /// Bytes given back by [`Session::unread`], returned by the next read.
     pushback: Option<BytesMut>,
     tap: Option<Box<dyn Tap>>,
+    /// The sensor-wide budget this session's read buffer is charged to.
+    memory: Arc<MemoryBudget>,
+    /// Bytes charged for this session's read buffer now.
+    charged: u64,
+    /// Bytes the emulator holds besides the read buffer ([`Session::hold`]).
+    held: u64,
 }
 
 impl Session {
@@ -159,6 +171,7 @@ impl Session {
         peer: SocketAddr,
         local: SocketAddr,
         limits: Arc<Limits>,
+        memory: Arc<MemoryBudget>,
         events: EventTx,
         shutdown: CancellationToken,
     ) -> Self {
@@ -179,6 +192,9 @@ impl Session {
             shutdown,
             pushback: None,
             tap: None,
+            memory,
+            charged: 0,
+            held: 0,
         }
     }
 
@@ -306,6 +322,7 @@ impl Session {
                     Some(Ok(0)) => Err(SessionEnd::ClientClosed),
                     Some(Ok(n)) => {
                         self.bytes_in += n as u64;
+                        self.settle(buf)?;
                         Ok(n)
                     }
                     Some(Err(e)) => Err(SessionEnd::from_io(e)),
@@ -335,18 +352,70 @@ impl Session {
                 // without having grown the buffer.
                 continue;
             }
+            // Charge the growth before making it: past the budget, the
+            // buffer is never grown.
+            if buf.capacity() - buf.len() < want {
+                let to = (buf.len() + want).max(buf.capacity()) as u64;
+                if to > self.charged {
+                    if !self.memory.try_resize(self.charged, to) {
+                        return Err(SessionEnd::MemoryBudget);
+                    }
+                    self.charged = to;
+                }
+            }
             buf.reserve(want);
             let mut limited = (&mut *buf).limit(want);
             match stream.try_read_buf(&mut limited) {
                 Ok(0) => return Err(SessionEnd::ClientClosed),
                 Ok(n) => {
                     self.bytes_in += n as u64;
+                    self.settle(buf)?;
                     return Ok(n);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(SessionEnd::from_io(e)),
             }
         }
+    }
+
+    /// Bring this session's charge to what `buf` really holds now (it may
+    /// have grown more than asked, or shrunk since the emulator consumed
+    /// it); past the budget, a session holding more than its free
+    /// allowance is cut.
+    fn settle(&mut self, buf: &BytesMut) -> Result<(), SessionEnd> {
+        let now = buf.capacity() as u64;
+        self.memory.force_resize(self.charged, now);
+        self.charged = now;
+        if now > crate::memory_budget::FREE_BYTES && self.memory.exceeded() {
+            return Err(SessionEnd::MemoryBudget);
+        }
+        Ok(())
+    }
+
+    /// Bytes this session is charged for against the sensor's memory
+    /// budget (its read buffer and what it [`Session::hold`]s).
+    pub fn memory_charged(&self) -> u64 {
+        self.charged + self.held
+    }
+
+    /// Charge `n` more bytes the emulator keeps in memory outside the read
+    /// buffer (an upload kept to serve back); false when they do not fit
+    /// the sensor's budget, and then the emulator should not keep them.
+    pub fn hold(&mut self, n: u64) -> bool {
+        let from = self.charged + self.held;
+        if self.memory.try_resize(from, from + n) {
+            self.held += n;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Give back `n` bytes taken with [`Session::hold`].
+    pub fn unhold(&mut self, n: u64) {
+        let n = n.min(self.held);
+        self.held -= n;
+        self.memory.release(n);
     }
 
     /// Wait, holding no buffer, until the client has sent something (or
@@ -513,6 +582,13 @@ impl Session {
             }
         };
         let _ = tokio::time::timeout(std::time::Duration::from_millis(500), shut).await;
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // The buffer goes with the emulator's frame; its charge with us.
+        self.memory.release(self.charged + self.held);
     }
 }
 

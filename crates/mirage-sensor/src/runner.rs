@@ -13,7 +13,7 @@ use mirage_config::Config;
 use mirage_net::{BoundListener, Emulator, Harness, Limits, bind_listener, event_channel};
 
 use crate::quarantine::Quarantine;
-use crate::sinks::{EventWriter, WriterStats};
+use crate::sinks::{EventWriter, WriterSettings, WriterStats};
 
 /// A sensor that is serving; call [`RunningSensor::shutdown`] to stop it.
 pub struct RunningSensor {
@@ -97,6 +97,21 @@ pub fn read_ship_key(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
         );
     }
     Ok(key)
+}
+
+/// The sensor's name as the server's `x-mirage-sensor` header allows it
+/// (`[A-Za-z0-9._-]`, at most 64): other characters become `_`.
+fn ship_sender_name(name: &str) -> String {
+    name.chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// An enabled service and where it should listen.
@@ -257,8 +272,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningSensor> {
     let (tx, rx) = event_channel(config.sensor.event_queue);
     let writer = EventWriter::start(
         rx,
-        &config.sensor.log_dir,
-        config.sensor.stdout,
+        WriterSettings {
+            dir: config.sensor.log_dir.clone(),
+            stdout: config.sensor.stdout,
+            max_bytes: config.sensor.events_max_bytes,
+            sensor: sensor_name.clone(),
+        },
         tokio::runtime::Handle::current(),
     )
     .with_context(|| format!("cannot write events to {}", config.sensor.log_dir.display()))?;
@@ -272,14 +291,21 @@ pub async fn start(config: Config) -> anyhow::Result<RunningSensor> {
             key,
             batch_events: ship.batch_events,
             backfill: ship.backfill,
+            // Validated with the config: 64 hex digits or empty.
+            pin: mirage_net::Pin::parse(&ship.server_pin),
+            sensor: ship_sender_name(&sensor_name),
         };
-        tracing::info!(server = %ship.server, "shipping events to mirage server");
+        if settings.pin.is_some() {
+            tracing::info!(server = %ship.server, "shipping events to mirage server over TLS (pinned certificate)");
+        } else {
+            tracing::warn!(server = %ship.server, "shipping events to mirage server over plain HTTP (no [sensor.ship] server_pin): signed, but readable on the way");
+        }
         let task = tokio::spawn(crate::sinks::ship::run(settings, cancel.clone()));
         Some((cancel, task))
     } else {
         None
     };
-    let harness = Harness::new(&sensor_name, tx);
+    let harness = Harness::new(&sensor_name, tx).with_memory_budget(config.limits.memory_budget);
     let limits = limits_from(&config);
     let mut bound = Vec::new();
     for (emu, ls) in listeners {

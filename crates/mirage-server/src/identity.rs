@@ -145,6 +145,12 @@ pub fn api_tls(data_dir: &Path) -> Result<(Arc<rustls::ServerConfig>, Pin), Stri
     Ok((config, pin))
 }
 
+/// The pin of the server's certificate (made now if there is none yet):
+/// what enrollment tokens carry and sensors put in `server_pin`.
+pub fn api_pin(data_dir: &Path) -> Result<Pin, String> {
+    api_tls(data_dir).map(|(_, pin)| pin)
+}
+
 /// SHA-256 of a token's secret part, hex: what the store keeps.
 pub fn token_hash(token: &str) -> String {
     let (secret, _) = split_token(token);

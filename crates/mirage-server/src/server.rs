@@ -107,7 +107,13 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
                 crate::ingest::IngestConfig {
                     key,
                     max_skew_secs: config.ingest.max_skew_secs,
-                    tls: None,
+                    tls: if config.ingest.tls {
+                        let (tls, _) = crate::identity::api_tls(&config.server.data_dir)
+                            .map_err(ServerError::Runtime)?;
+                        Some(tokio_rustls::TlsAcceptor::from(tls))
+                    } else {
+                        None
+                    },
                     limits: crate::http::HttpLimits::default(),
                 },
             ))
@@ -215,10 +221,19 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
         let addr = l
             .local_addr()
             .map_err(|e| ServerError::Runtime(e.to_string()))?;
-        tracing::info!(
-            "ingest: listening on http://{addr}{}",
-            crate::ingest::EVENTS_PATH
-        );
+        if verifier.tls.is_some() {
+            let pin =
+                crate::identity::api_pin(&config.server.data_dir).map_err(ServerError::Runtime)?;
+            tracing::info!(
+                "ingest: listening on https://{addr}{} (certificate SHA-256 {pin}: sensors' [sensor.ship] server_pin)",
+                crate::ingest::EVENTS_PATH
+            );
+        } else {
+            tracing::warn!(
+                "ingest: listening on http://{addr}{} without TLS: events cross the network in clear",
+                crate::ingest::EVENTS_PATH
+            );
+        }
         ingest = Some(addr);
         let (tx, stats, health, cancel) =
             (tx.clone(), stats.clone(), health.clone(), cancel.clone());

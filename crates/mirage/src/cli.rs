@@ -114,6 +114,10 @@ pub enum ServerCommand {
         #[command(subcommand)]
         op: TokensOp,
     },
+    /// Print the SHA-256 pin of the server's certificate (policy API and
+    /// ingest), for sensors' `[sensor.ship] server_pin`; makes the
+    /// certificate if the server has none yet.
+    Pin(StoreArgs),
 }
 
 #[derive(Subcommand, Debug)]

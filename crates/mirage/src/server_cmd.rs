@@ -143,6 +143,7 @@ async fn operate(cmd: ServerCommand) -> ExitCode {
         }
         ServerCommand::Alerts(args) => alerts(args).await,
         ServerCommand::Tokens { op } => tokens(op).await,
+        ServerCommand::Pin(store) => pin(store),
     };
     result.unwrap_or_else(|code| code)
 }
@@ -597,6 +598,16 @@ fn server_dir(args: &StoreArgs) -> Result<(PathBuf, bool), ExitCode> {
         }
         (None, None) => Ok((ServerConfig::default().server.data_dir, true)),
     }
+}
+
+fn pin(store: StoreArgs) -> Result<ExitCode, ExitCode> {
+    let (dir, _) = server_dir(&store)?;
+    let pin = mirage_server::identity::api_pin(&dir).map_err(failed)?;
+    match store.format {
+        OutputFormat::Json => print_json(&serde_json::json!({ "pin": pin.hex() })),
+        OutputFormat::Text => println!("{}", pin.hex()),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn revoke_agent(agent_id: &str, store: StoreArgs) -> Result<ExitCode, ExitCode> {

@@ -223,14 +223,24 @@ fn run_mode(mode: &str) {
         "VersionAddendum mirage-sandbox\n",
     );
     // The sensor ships its events to the server's ingest endpoint, which
-    // listens on the host's side of the honeypot link.
+    // listens on the host's side of the honeypot link, over TLS pinned to
+    // the server's certificate (made here, before the server starts, as an
+    // operator would with `mirage server pin`).
     let key = d.join("ingest.key");
     std::fs::write(&key, "k".repeat(40)).unwrap();
+    let data = d.join("data");
+    let pin = Command::new(bin)
+        .args(["server", "pin", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(pin.status.success(), "{pin:?}");
+    let pin = String::from_utf8_lossy(&pin.stdout).trim().to_owned();
     let sensor_cfg = d.join("sensor.toml");
     std::fs::write(
         &sensor_cfg,
         format!(
-            "[sensor.ship]\nserver = \"10.98.0.1:8516\"\nkey_file = \"{}\"\n",
+            "[sensor.ship]\nserver = \"10.98.0.1:8516\"\nkey_file = \"{}\"\nserver_pin = \"{pin}\"\n",
             key.display()
         ),
     )
@@ -271,7 +281,6 @@ fn run_mode(mode: &str) {
             .arg(d)
             .stdout(Stdio::null()),
     );
-    let data = d.join("data");
     let server_cfg = d.join("server.toml");
     std::fs::write(
         &server_cfg,

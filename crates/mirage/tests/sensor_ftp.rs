@@ -137,10 +137,11 @@ fn curl_lists_downloads_and_uploads() {
 }
 
 /// lftp and Python's ftplib: log in, list, download and upload, passive and
-/// active mode; lftp's upload shows up in the same session's listing.
+/// (enabled) active mode; lftp's upload shows up in the same session's
+/// listing.
 #[test]
 fn lftp_and_ftplib_log_in_list_download_upload() {
-    let mut s = ftp_sensor(ACCEPT);
+    let mut s = ftp_sensor(&format!("{ACCEPT}active_mode = true\n"));
     let port = s.port();
     let dir = tempfile::tempdir().unwrap();
     let up = b"lftp upload \x00\x01\x02 payload\n";
@@ -458,10 +459,47 @@ fn ftps_auth_tls_with_curl_and_lftp() {
     assert_eq!(std::fs::read(&cert).unwrap(), first);
 }
 
-/// FTP bounce: PORT/EPRT to a third-party address is refused with vsftpd's
-/// text and recorded as an attack, never connected; so is a privileged port
-/// on the client's own address (refused, not an attack). SITE EXEC, CPFR
-/// and CPTO are recorded as attacks.
+/// Active mode off (the default), as vsftpd `port_enable=NO`: PORT and
+/// EPRT, even to the client's own address, get `550 Permission denied.`,
+/// FEAT does not offer EPRT, and nothing is ever connected to; a bounce is
+/// still recorded.
+#[test]
+fn active_mode_is_off_by_default_and_never_connects() {
+    // The client's own address, listening: an honest PORT target.
+    let own = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    own.set_nonblocking(true).unwrap();
+    let op = own.local_addr().unwrap().port();
+    let mut s = ftp_sensor(ACCEPT);
+    let (mut c, _) = Raw::connect(s.addr);
+    c.cmd("USER admin");
+    assert_eq!(c.cmd("PASS s3cret!"), "230 Login successful.");
+    let feat = c.cmd("FEAT");
+    assert!(!feat.contains("EPRT") && feat.contains("EPSV"), "{feat}");
+    let arg = format!("127,0,0,1,{},{}", op >> 8, op & 0xff);
+    assert_eq!(c.cmd(&format!("PORT {arg}")), "550 Permission denied.");
+    assert_eq!(c.cmd("LIST"), "425 Use PORT or PASV first.");
+    assert_eq!(
+        c.cmd(&format!("EPRT |1|127.0.0.1|{op}|")),
+        "550 Permission denied."
+    );
+    assert_eq!(c.cmd("PORT 198,51,100,7,0,25"), "550 Permission denied.");
+    assert_eq!(c.cmd("QUIT"), "221 Goodbye.");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(own.accept().is_err(), "the honeypot connected out");
+    s.stop();
+    let events = read_events(&s.event_dir());
+    let bounces: Vec<&Value> = of_kind(&events, "attack")
+        .into_iter()
+        .filter(|e| e["technique"] == "ftp.bounce")
+        .collect();
+    assert_eq!(bounces.len(), 1, "{bounces:#?}");
+    assert_eq!(bounces[0]["evidence"]["target_ip"], "198.51.100.7");
+}
+
+/// FTP bounce with active mode on: PORT/EPRT to a third-party address is
+/// refused with vsftpd's text and recorded as an attack, never connected;
+/// so is a privileged port on the client's own address (refused, not an
+/// attack). SITE EXEC, CPFR and CPTO are recorded as attacks.
 #[test]
 fn bounce_and_site_exec_are_refused_and_recorded() {
     // Something listening on a third-party-looking address would see a
@@ -469,10 +507,11 @@ fn bounce_and_site_exec_are_refused_and_recorded() {
     let trap = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
     trap.set_nonblocking(true).unwrap();
     let tp = trap.local_addr().unwrap().port();
-    let mut s = ftp_sensor(ACCEPT);
+    let mut s = ftp_sensor(&format!("{ACCEPT}active_mode = true\n"));
     let (mut c, _) = Raw::connect(s.addr);
     c.cmd("USER admin");
     assert_eq!(c.cmd("PASS s3cret!"), "230 Login successful.");
+    assert!(c.cmd("FEAT").contains("EPRT"));
     let port_arg = format!("127,0,0,2,{},{}", tp >> 8, tp & 0xff);
     assert_eq!(
         c.cmd(&format!("PORT {port_arg}")),

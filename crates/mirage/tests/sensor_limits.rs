@@ -101,3 +101,64 @@ fn hostile_lengths_long_lines_and_idle_flood() {
     assert!(errors.iter().all(|e| e["src_ip"] == "127.0.0.1"));
     assert!(of_kind(&events, "session.connect").len() >= 5303);
 }
+
+/// A connection to `addr` from the loopback address `from` (127.0.0.0/8
+/// is all local, so a test can be two sources).
+fn connect_from(from: [u8; 4], addr: std::net::SocketAddr) -> TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&std::net::SocketAddr::from((from, 0)).into())
+        .unwrap();
+    s.connect(&addr.into()).unwrap();
+    s.into()
+}
+
+/// The review's attack on the sensor's memory: 300 connections from two
+/// addresses, each sending all but the end of an 8 MB bulk (2.4 GB held
+/// if each were let grow, inside every per-session limit). With a 64 MiB
+/// budget the sensor stays near it, cuts the sessions that wanted more
+/// (`memory_budget`), and still answers PING at once.
+#[test]
+fn partial_bulks_stay_inside_the_memory_budget() {
+    const BUDGET_MIB: u64 = 64;
+    /// The budget plus what the sensor holds with no session at all
+    /// (runtime, keyspace, event queue), with room for allocator slack.
+    const CAP_MIB: u64 = BUDGET_MIB + 48;
+    mirage_net::raise_fd_limit().unwrap();
+    let s = Sensor::redis(&format!("[limits]\nmemory_budget = {}\n", BUDGET_MIB << 20));
+    let addr = s.addr;
+    let head = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$8000000\r\n";
+    let body = std::sync::Arc::new(vec![b'x'; 7_999_000]);
+    let senders: Vec<_> = (0..300)
+        .map(|i| {
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let from = if i % 2 == 0 {
+                    [127, 0, 0, 1]
+                } else {
+                    [127, 0, 0, 2]
+                };
+                let mut c = connect_from(from, addr);
+                c.write_all(head).unwrap();
+                // A session cut by the budget resets the rest of the write.
+                let held = c.write_all(&body).is_ok();
+                (c, held)
+            })
+        })
+        .collect();
+    let conns: Vec<(TcpStream, bool)> = senders.into_iter().map(|t| t.join().unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    ping_within(addr, Duration::from_secs(1));
+    s.assert_peak_rss_under(CAP_MIB, "300 partial 8 MB bulks");
+    let written = conns.iter().filter(|(_, held)| *held).count();
+    eprintln!("{written} of 300 writers sent their whole partial bulk");
+    drop(conns);
+
+    let mut s = s;
+    let events = s.stop_after_hostile_input();
+    let cut = of_kind(&events, "session.close")
+        .into_iter()
+        .filter(|e| e["reason"] == "memory_budget")
+        .count();
+    // At most 64 MiB / 8 MB sessions fit whole; all the others were cut.
+    assert!(cut >= 290, "only {cut} sessions cut by the memory budget");
+}

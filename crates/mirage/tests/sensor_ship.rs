@@ -1,6 +1,8 @@
 //! A sensor shipping its events to `mirage server` (`[sensor.ship]`): real
 //! redis-cli sessions against the honeypot become stored server events and
-//! a decision, and a server outage loses nothing and duplicates nothing.
+//! a decision, and a server outage loses nothing and duplicates nothing;
+//! shipping is TLS pinned to the server's certificate, and a sensor with
+//! another pin ships nothing.
 
 mod common;
 
@@ -35,8 +37,9 @@ fn sensor_events_reach_the_server_once_across_an_outage() {
         &d.join("server"),
     );
     mirage_testkit::wait_for_port(ingest.parse().unwrap(), Duration::from_secs(10));
+    let pin = server.pin().hex();
     let mut sensor = Sensor::redis(&format!(
-        "[sensor.ship]\nserver = \"{ingest}\"\nkey_file = \"{}\"\nbatch_events = 7\n",
+        "[sensor.ship]\nserver = \"{ingest}\"\nkey_file = \"{}\"\nbatch_events = 7\nserver_pin = \"{pin}\"\n",
         key_file.display()
     ));
 
@@ -69,7 +72,7 @@ fn sensor_events_reach_the_server_once_across_an_outage() {
     let same_dir = std::mem::replace(&mut sensor.dir, tempfile::tempdir().unwrap());
     let _sensor2 = Sensor::redis_in(
         &format!(
-            "[sensor.ship]\nserver = \"{ingest}\"\nkey_file = \"{}\"\n",
+            "[sensor.ship]\nserver = \"{ingest}\"\nkey_file = \"{}\"\nserver_pin = \"{pin}\"\n",
             key_file.display()
         ),
         same_dir,
@@ -90,4 +93,43 @@ fn sensor_events_reach_the_server_once_across_an_outage() {
         .collect();
     let distinct: HashSet<&str> = ids.iter().copied().collect();
     assert_eq!(ids.len(), distinct.len(), "an event was stored twice");
+}
+
+/// A sensor pinned to another certificate (a server it was not set up
+/// for, or one in the middle) refuses the handshake: nothing is shipped,
+/// the events wait in its files, and it says why.
+#[test]
+fn a_sensor_pinned_to_another_certificate_ships_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key_file = d.join("ingest.key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let ingest = format!("127.0.0.1:{}", mirage_testkit::free_port());
+    let server = MirageServer::start(
+        &format!(
+            "[ingest]\nlisten = \"{ingest}\"\nkey_file = \"{}\"\n",
+            key_file.display()
+        ),
+        &d.join("server"),
+    );
+    mirage_testkit::wait_for_port(ingest.parse().unwrap(), Duration::from_secs(10));
+    let mut other = server.pin().0;
+    other[0] ^= 0xff;
+    let mut sensor = Sensor::redis(&format!(
+        "[sensor.ship]\nserver = \"{ingest}\"\nkey_file = \"{}\"\nserver_pin = \"{}\"\n",
+        key_file.display(),
+        mirage_net::Pin(other).hex()
+    ));
+    redis_cli(sensor.port(), &["ping"], None);
+    std::thread::sleep(Duration::from_secs(3));
+    let log = sensor.stop();
+    assert!(
+        server
+            .events(1000)
+            .iter()
+            .all(|e| e["sensor"] != "test-sensor"),
+        "events crossed a handshake with the wrong certificate"
+    );
+    assert!(!read_events(&sensor.event_dir()).is_empty());
+    assert!(log.contains("ship: server") && log.contains("pin"), "{log}");
 }

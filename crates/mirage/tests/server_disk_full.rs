@@ -55,8 +55,14 @@ impl Drop for Tmpfs {
     }
 }
 
+/// The server's ingest endpoint: address and certificate pin (TLS).
+struct Ingest {
+    addr: String,
+    pin: mirage_net::Pin,
+}
+
 /// A server with ingest on, its data dir on a tmpfs of `size`.
-fn server_on_tmpfs(d: &Path, size: &str) -> (Tmpfs, MirageServer, String) {
+fn server_on_tmpfs(d: &Path, size: &str) -> (Tmpfs, MirageServer, Ingest) {
     let key_file = d.join("ingest.key");
     std::fs::write(&key_file, KEY).unwrap();
     let fs = Tmpfs::mount(&d.join("server").join("data"), size);
@@ -69,7 +75,8 @@ fn server_on_tmpfs(d: &Path, size: &str) -> (Tmpfs, MirageServer, String) {
         &d.join("server"),
     );
     mirage_testkit::wait_for_port(ingest.parse().unwrap(), Duration::from_secs(10));
-    (fs, server, ingest)
+    let pin = server.pin();
+    (fs, server, Ingest { addr: ingest, pin })
 }
 
 /// A batch of `n` schema events (with some padding, so a small disk fills
@@ -92,10 +99,10 @@ fn batch(n: usize) -> (Vec<u8>, Vec<String>) {
     (body, ids)
 }
 
-fn post(rt: &tokio::runtime::Runtime, ingest: &str, body: Vec<u8>) -> Result<u16, String> {
+fn post(rt: &tokio::runtime::Runtime, ingest: &Ingest, body: Vec<u8>) -> Result<u16, String> {
     rt.block_on(mirage_net::signed_post::post(
-        ingest,
-        None,
+        &ingest.addr,
+        Some(ingest.pin),
         "/api/v1/events",
         Some(KEY.as_bytes()),
         &[],

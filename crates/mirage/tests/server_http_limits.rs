@@ -170,7 +170,9 @@ fn body_bombs_and_slow_clients_leave_the_http_listeners_bounded_and_responsive()
     let server = MirageServer::start_under(
         &["prlimit", "--nofile=1024:"],
         &format!(
-            "[ingest]\nlisten = \"{ingest}\"\nkey_file = \"{}\"\n[api]\nlisten = \"{api}\"\n",
+            // Ingest in plain HTTP, so bombs and slow clients reach the
+            // HTTP layer itself; the API is the TLS listener.
+            "[ingest]\nlisten = \"{ingest}\"\nkey_file = \"{}\"\ntls = false\n[api]\nlisten = \"{api}\"\n",
             key_file.display()
         ),
         &dir.path().join("server"),

@@ -8,10 +8,13 @@
 //! The control connection is read through `mirage_proto::ftp::LineReader`
 //! (4 KiB lines, as vsftpd). Data connections follow vsftpd's defaults:
 //! PASV/EPSV bind an ephemeral port on the control connection's local
-//! address and accept only the client's own address; PORT/EPRT are taken
-//! only towards the client's own address and an unprivileged port
-//! (`port_promiscuous=NO`), anything else is refused with vsftpd's text and
-//! recorded as an `ftp.bounce` attack, never connected. Explicit TLS (`AUTH
+//! address and accept only the client's own address. Active mode is off
+//! by default (vsftpd's `port_enable=NO`: `550 Permission denied.`), so
+//! the honeypot never connects out; with `active_mode` on, PORT/EPRT are
+//! taken only towards the client's own address and an unprivileged port
+//! (`port_promiscuous=NO`). Either way a third-party address is refused
+//! with vsftpd's text and recorded as an `ftp.bounce` attack, never
+//! connected. Explicit TLS (`AUTH
 //! TLS`) upgrades the control connection; after `PROT P` the data
 //! connections are TLS too.
 
@@ -414,7 +417,10 @@ impl<'s> Ftp<'s> {
         if tls {
             lines.push(" AUTH TLS".to_owned());
         }
-        lines.extend([" EPRT", " EPSV", " MDTM", " PASV"].map(String::from));
+        if self.server.cfg.active_mode {
+            lines.push(" EPRT".to_owned());
+        }
+        lines.extend([" EPSV", " MDTM", " PASV"].map(String::from));
         if tls {
             lines.extend([" PBSZ", " PROT"].map(String::from));
         }
@@ -855,6 +861,11 @@ impl<'s> Ftp<'s> {
 
     async fn port(&mut self, arg: &[u8]) -> Result<(), SessionEnd> {
         self.data = DataPlan::None;
+        if !self.server.cfg.active_mode {
+            return self
+                .active_disabled(proto::parse_port(arg).map(SocketAddr::V4), "PORT")
+                .await;
+        }
         let Some(addr) = proto::parse_port(arg) else {
             return self.reply(500, "Illegal PORT command.").await;
         };
@@ -863,6 +874,13 @@ impl<'s> Ftp<'s> {
 
     async fn eprt(&mut self, arg: &[u8]) -> Result<(), SessionEnd> {
         self.data = DataPlan::None;
+        if !self.server.cfg.active_mode {
+            let addr = match proto::parse_eprt(arg) {
+                Some(Eprt::Addr(a)) => Some(a),
+                _ => None,
+            };
+            return self.active_disabled(addr, "EPRT").await;
+        }
         match proto::parse_eprt(arg) {
             Some(Eprt::Addr(a)) => {
                 if a.is_ipv6() && !self.session.local().is_ipv6() {
@@ -875,9 +893,9 @@ impl<'s> Ftp<'s> {
         }
     }
 
-    /// Accept an active-mode address only if it is the client's own, on an
-    /// unprivileged port (vsftpd's `port_promiscuous=NO`).
-    async fn active(&mut self, addr: SocketAddr, verb: &str) -> Result<(), SessionEnd> {
+    /// Record `verb` towards `addr` as an FTP bounce when `addr` is not the
+    /// client's own; true when it is.
+    async fn note_bounce(&self, addr: SocketAddr, verb: &str) -> bool {
         let own = addr.ip().to_canonical() == self.peer_ip();
         if !own {
             let mut ev = Map::new();
@@ -887,6 +905,26 @@ impl<'s> Ftp<'s> {
             let summary = format!("{verb} to third-party address {addr} (FTP bounce)");
             self.attack("ftp.bounce", summary, ev).await;
         }
+        own
+    }
+
+    /// PORT/EPRT with active mode off: vsftpd's `port_enable=NO` answer;
+    /// a bounce attempt is still recorded.
+    async fn active_disabled(
+        &mut self,
+        addr: Option<SocketAddr>,
+        verb: &str,
+    ) -> Result<(), SessionEnd> {
+        if let Some(addr) = addr {
+            self.note_bounce(addr, verb).await;
+        }
+        self.reply(550, "Permission denied.").await
+    }
+
+    /// Accept an active-mode address only if it is the client's own, on an
+    /// unprivileged port (vsftpd's `port_promiscuous=NO`).
+    async fn active(&mut self, addr: SocketAddr, verb: &str) -> Result<(), SessionEnd> {
+        let own = self.note_bounce(addr, verb).await;
         if !own || addr.port() < 1024 {
             return self.reply(500, format!("Illegal {verb} command.")).await;
         }
@@ -1126,9 +1164,13 @@ impl<'s> Ftp<'s> {
                         head.extend_from_slice(&part[..take]);
                     }
                     if let Some(k) = keep.as_mut() {
-                        if self.kept + k.len() + n <= SESSION_KEEP {
+                        // Kept in memory only within the session's share
+                        // and the sensor's memory budget; the quarantine
+                        // has the file either way.
+                        if self.kept + k.len() + n <= SESSION_KEEP && self.session.hold(n as u64) {
                             k.extend_from_slice(part);
                         } else {
+                            self.session.unhold(k.len() as u64);
                             keep = None;
                         }
                     }

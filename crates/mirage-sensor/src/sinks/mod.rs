@@ -6,4 +6,4 @@
 pub mod jsonl;
 pub mod ship;
 
-pub use jsonl::{EventWriter, WriterStats};
+pub use jsonl::{EventWriter, WriterSettings, WriterStats};

@@ -44,6 +44,12 @@ pub struct ShipSettings {
     pub batch_events: usize,
     /// Ship files present at the first start.
     pub backfill: bool,
+    /// The server certificate's pin: TLS to exactly that server; `None`:
+    /// plain HTTP.
+    pub pin: Option<mirage_net::Pin>,
+    /// This sensor's name, sent as `x-mirage-sensor` so the server keeps
+    /// its nonces and replay floor apart from other sensors'.
+    pub sensor: String,
 }
 
 /// Position in the day files.
@@ -91,7 +97,7 @@ pub async fn run(s: ShipSettings, cancel: CancellationToken) {
                 _ = tokio::time::sleep(POLL) => continue,
             }
         }
-        match post(&s.server, &s.key, body).await {
+        match post(&s, body).await {
             Ok(()) => {
                 if down {
                     tracing::info!("ship: server {} reachable again", s.server);
@@ -243,13 +249,13 @@ fn save_checkpoint(dir: &Path, pos: &Position) -> std::io::Result<()> {
 }
 
 /// POST one signed batch; `Ok` only for `200`.
-async fn post(server: &str, key: &[u8], body: Vec<u8>) -> Result<(), String> {
+async fn post(s: &ShipSettings, body: Vec<u8>) -> Result<(), String> {
     let (status, reply) = mirage_net::signed_post::post(
-        server,
-        None,
+        &s.server,
+        s.pin,
         PATH,
-        Some(key),
-        &[],
+        Some(&s.key),
+        &[("x-mirage-sensor", &s.sensor)],
         "application/x-ndjson",
         body,
         Duration::from_secs(60),

@@ -111,6 +111,14 @@ impl MirageServer {
         cmd.output().unwrap()
     }
 
+    /// The pin of the server's certificate (`mirage server pin`), which
+    /// TLS clients of ingest and the policy API check.
+    pub fn pin(&self) -> mirage_net::Pin {
+        let out = self.cli(&["pin"]);
+        assert!(out.status.success(), "{out:?}");
+        mirage_net::Pin::parse(String::from_utf8_lossy(&out.stdout).trim()).expect("a pin")
+    }
+
     /// Active decisions, as `decisions list --format json` prints them.
     pub fn decisions(&self) -> Vec<Value> {
         let out = self.cli(&["decisions", "list", "--format", "json"]);

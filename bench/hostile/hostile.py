@@ -24,6 +24,10 @@ binary from before the fixes and once with the new one. Scenarios:
                  1,024 open-file soft limit: peak RSS, legitimate latency
   idle_syslog    1,030 idle syslog connections, then a sender's five
                  failed logins: seconds until the decision
+  sensor_memory  `mirage sensor` (Redis, default config): 300 connections
+                 from two addresses each sending all but the end of an
+                 8 MB bulk: peak RSS, whether PING still answers in 1 s,
+                 sessions cut
 """
 
 import asyncio
@@ -40,6 +44,7 @@ import ssl
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -160,9 +165,28 @@ def event_batch(n, pad=600):
     return ("\n".join(lines) + "\n").encode(), ids
 
 
+# The ingest certificate's pin once the server under test serves ingest
+# over TLS (binaries with `mirage server pin`; older ones speak plain HTTP).
+INGEST_PIN = None
+
+
+def has_ingest_tls(binary):
+    """Whether `binary` serves ingest over TLS by default (it has `server pin`)."""
+    with tempfile.TemporaryDirectory() as d:
+        r = subprocess.run([binary, "server", "pin", "--data-dir", d], capture_output=True, text=True)
+    return r.returncode == 0
+
+
+def learn_ingest_pin(srv):
+    global INGEST_PIN
+    r = srv.cli("pin")
+    INGEST_PIN = r.stdout.strip() if r.returncode == 0 else None
+
+
 def ingest(body):
     try:
-        return http_post(INGEST, "/api/v1/events", body, signed_headers("POST", "/api/v1/events", body))[0]
+        return http_post(INGEST, "/api/v1/events", body, signed_headers("POST", "/api/v1/events", body),
+                         tls_pin=INGEST_PIN)[0]
     except OSError:
         return 0
 
@@ -206,6 +230,7 @@ def disk_full(binary, work):
         srv = Server(binary, work, f'[ingest]\nlisten = "{INGEST[0]}:{INGEST[1]}"\nkey_file = "{key}"\n')
         srv.start()
         wait_port(INGEST)
+        learn_ingest_pin(srv)
         syslog_lines([failed(f"user{i}", f"198.51.100.{i % 200}", 1024 + i % 60000) for i in range(30000)])
         time.sleep(3)
         acked = []
@@ -497,8 +522,13 @@ def http_flood(binary, work):
     resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
     key = os.path.join(work, "ingest.key")
     open(key, "wb").write(KEY)
+    # Ingest in plain HTTP on both sides, so the body bombs and slow
+    # clients hit the HTTP layer itself (the API listener is the TLS case).
+    global INGEST_PIN
+    INGEST_PIN = None
+    plain = "tls = false\n" if has_ingest_tls(binary) else ""
     srv = Server(binary, work,
-                 f'[ingest]\nlisten = "{INGEST[0]}:{INGEST[1]}"\nkey_file = "{key}"\n'
+                 f'[ingest]\nlisten = "{INGEST[0]}:{INGEST[1]}"\nkey_file = "{key}"\n{plain}'
                  f'[api]\nlisten = "{API[0]}:{API[1]}"\n', prefix=["prlimit", "--nofile=1024:"])
     srv.start()
     wait_port(INGEST)
@@ -584,6 +614,63 @@ def idle_syslog(binary, work):
         s.close()
     srv.kill9()
     return {"idle_connections": 1030, "secs_to_decision": decided if decided is not None else ">60"}
+
+
+# ------------------------------------------------------------ sensor_memory
+
+def sensor_memory(binary, work):
+    resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
+    port = 6399
+    log = open(os.path.join(work, "sensor.log"), "w")
+    proc = subprocess.Popen([binary, "sensor", "--service", f"redis=127.0.0.1:{port}",
+                             "--log-dir", os.path.join(work, "events")],
+                            stdout=subprocess.DEVNULL, stderr=log)
+    wait_port(("127.0.0.1", port))
+    head = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$8000000\r\n"
+    body = b"x" * 7_999_000
+    conns, held = [], []
+
+    def one(i):
+        c = socket.socket()
+        c.bind((f"127.0.0.{1 + i % 2}", 0))
+        c.connect(("127.0.0.1", port))
+        conns.append(c)
+        try:
+            c.sendall(head + body)
+            held.append(1)
+        except OSError:
+            pass
+    t0 = time.time()
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(300)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    time.sleep(0.5)
+    t1 = time.time()
+    try:
+        p = socket.create_connection(("127.0.0.1", port), timeout=5)
+        p.sendall(b"*1\r\n$4\r\nPING\r\n")
+        pong = p.recv(16) == b"+PONG\r\n"
+        p.close()
+    except OSError:
+        pong = False
+    ping_secs = round(time.time() - t1, 3)
+    peak = status_kib(proc.pid, "VmHWM") // 1024
+    for c in conns:
+        c.close()
+    time.sleep(1)
+    proc.terminate()
+    proc.wait(timeout=30)
+    cut = 0
+    for name in os.listdir(os.path.join(work, "events")):
+        if name.endswith(".jsonl"):
+            for line in open(os.path.join(work, "events", name)):
+                if '"memory_budget"' in line:
+                    cut += 1
+    return {"connections": 300, "peak_rss_mib": peak, "ping_ok": pong, "ping_secs": ping_secs,
+            "writers_fully_sent": len(held), "sessions_cut_memory_budget": cut,
+            "flood_secs": round(t1 - t0, 1)}
 
 
 def main():

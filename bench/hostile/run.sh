@@ -6,15 +6,14 @@
 #   bench/hostile/run.sh BEFORE_BINARY [AFTER_BINARY] [SCENARIO...]
 #
 # AFTER_BINARY defaults to target/release/mirage (built first); scenarios
-# default to all of them (see hostile.py). The sensor's memory budget has
-# its own script, sensor_budget.sh, run at the end when present.
+# default to all of them (see hostile.py).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 before=${1:?usage: run.sh BEFORE_BINARY [AFTER_BINARY] [SCENARIO...]}
 after=${2:-target/release/mirage}
 shift $(( $# >= 2 ? 2 : 1 ))
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(disk_full acked_loss spoofed_udp forged_policy http_flood idle_syslog)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(disk_full acked_loss spoofed_udp forged_policy http_flood idle_syslog sensor_memory)
 if [ "$after" = target/release/mirage ]; then cargo build --release -q -p mirage; fi
 
 NS_PREFIX=mhostile
@@ -38,4 +37,3 @@ for s in "${scenarios[@]}"; do
   done
 done
 drop_ns
-if [ -x bench/hostile/sensor_budget.sh ]; then bash bench/hostile/sensor_budget.sh "$before" "$after"; fi

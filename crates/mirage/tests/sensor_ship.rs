@@ -27,16 +27,11 @@ fn sensor_events_reach_the_server_once_across_an_outage() {
     .unwrap()
     .replace(r#"cidrs = ["127.0.0.0/8", "::1/128"]"#, "cidrs = []");
     std::fs::write(d.join("rules.toml"), rules).unwrap();
-    let ingest = format!("127.0.0.1:{}", mirage_testkit::free_port());
-    let mut server = MirageServer::start(
-        &format!(
-            "[ingest]\nlisten = \"{ingest}\"\nkey_file = \"{}\"\n[rules]\nfile = \"{}\"\n",
-            key_file.display(),
-            d.join("rules.toml").display()
-        ),
+    let (mut server, ingest) = MirageServer::with_ingest(
+        &key_file,
+        &format!("[rules]\nfile = \"{}\"\n", d.join("rules.toml").display()),
         &d.join("server"),
     );
-    mirage_testkit::wait_for_port(ingest.parse().unwrap(), Duration::from_secs(10));
     let pin = server.pin().hex();
     let mut sensor = Sensor::redis(&format!(
         "[sensor.ship]\nserver = \"{ingest}\"\nkey_file = \"{}\"\nbatch_events = 7\nserver_pin = \"{pin}\"\n",
@@ -104,15 +99,7 @@ fn a_sensor_pinned_to_another_certificate_ships_nothing() {
     let d = dir.path();
     let key_file = d.join("ingest.key");
     std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
-    let ingest = format!("127.0.0.1:{}", mirage_testkit::free_port());
-    let server = MirageServer::start(
-        &format!(
-            "[ingest]\nlisten = \"{ingest}\"\nkey_file = \"{}\"\n",
-            key_file.display()
-        ),
-        &d.join("server"),
-    );
-    mirage_testkit::wait_for_port(ingest.parse().unwrap(), Duration::from_secs(10));
+    let (server, ingest) = MirageServer::with_ingest(&key_file, "", &d.join("server"));
     let mut other = server.pin().0;
     other[0] ^= 0xff;
     let mut sensor = Sensor::redis(&format!(

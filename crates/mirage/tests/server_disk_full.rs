@@ -66,15 +66,7 @@ fn server_on_tmpfs(d: &Path, size: &str) -> (Tmpfs, MirageServer, Ingest) {
     let key_file = d.join("ingest.key");
     std::fs::write(&key_file, KEY).unwrap();
     let fs = Tmpfs::mount(&d.join("server").join("data"), size);
-    let ingest = format!("127.0.0.1:{}", mirage_testkit::free_port());
-    let server = MirageServer::start(
-        &format!(
-            "[ingest]\nlisten = \"{ingest}\"\nkey_file = \"{}\"\n",
-            key_file.display()
-        ),
-        &d.join("server"),
-    );
-    mirage_testkit::wait_for_port(ingest.parse().unwrap(), Duration::from_secs(10));
+    let (server, ingest) = MirageServer::with_ingest(&key_file, "", &d.join("server"));
     let pin = server.pin();
     (fs, server, Ingest { addr: ingest, pin })
 }

@@ -26,6 +26,23 @@ impl MirageServer {
         MirageServer::start_under(&[], config, dir)
     }
 
+    /// Start with signed ingest on a free loopback port, keyed by
+    /// `key_file`, and `more` config after the `[ingest]` keys (more
+    /// ingest keys, then other sections); returns the server once ingest
+    /// accepts connections, and ingest's address.
+    pub fn with_ingest(key_file: &Path, more: &str, dir: &Path) -> (MirageServer, String) {
+        let ingest = format!("127.0.0.1:{}", mirage_testkit::free_port());
+        let server = MirageServer::start(
+            &format!(
+                "[ingest]\nlisten = \"{ingest}\"\nkey_file = \"{}\"\n{more}",
+                key_file.display()
+            ),
+            dir,
+        );
+        mirage_testkit::wait_for_port(ingest.parse().unwrap(), Duration::from_secs(10));
+        (server, ingest)
+    }
+
     /// As [`MirageServer::start`], run under the command `prefix`.
     pub fn start_under(prefix: &[&str], config: &str, dir: &Path) -> MirageServer {
         let port = mirage_testkit::free_port();

@@ -19,7 +19,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite};
+use sqlx::{ConnectOptions, Row, Sqlite};
 
 use crate::rows::{
     AgentKeyRow, AgentRow, AlertRow, BatchResult, DecisionChange, DecisionRow, EventQuery,
@@ -174,9 +174,14 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             // The CLI and the server share the file; a writer waits for the
             // other's transaction instead of failing.
-            .busy_timeout(Duration::from_secs(30));
+            .busy_timeout(Duration::from_secs(30))
+            // A slow disk makes slow statements; sqlx would log each at
+            // WARN. They are news, not failures (failures are logged once
+            // per episode by the server's store health), so they go at INFO.
+            .log_slow_statements(log::LevelFilter::Info, Duration::from_secs(1));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .acquire_slow_level(log::LevelFilter::Info)
             .connect_with(opts)
             .await?;
         let store = SqliteStore { pool };

@@ -16,7 +16,10 @@ pub struct ElasticsearchConfig {
     /// no fallback. Default `0.0.0.0:19200` and `[::]:19200`.
     pub fallback_listen: Vec<SocketAddr>,
     /// Version shown in `GET /` (7.x or 8.x). From 7.14 every response
-    /// carries `X-elastic-product: Elasticsearch`. Default `7.17.9`.
+    /// carries `X-elastic-product: Elasticsearch` first. Default `7.10.2`
+    /// (the last Apache-licensed release, still widely exposed), whose
+    /// header order nmap -sV names as Elasticsearch; 7.14 and later are
+    /// faithful too, but nmap's signature no longer matches them.
     pub version: String,
     /// `cluster_name`. Default `elasticsearch`.
     pub cluster_name: String,
@@ -52,7 +55,7 @@ impl Default for ElasticsearchConfig {
             enabled: true,
             listen: vec![addr("0.0.0.0:9200"), addr("[::]:9200")],
             fallback_listen: vec![addr("0.0.0.0:19200"), addr("[::]:19200")],
-            version: "7.17.9".into(),
+            version: "7.10.2".into(),
             cluster_name: "elasticsearch".into(),
             node_name: "es01".into(),
             cluster_uuid: String::new(),

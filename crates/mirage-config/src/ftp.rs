@@ -68,7 +68,10 @@ pub struct FtpConfig {
     pub active_mode: bool,
     /// Offer explicit TLS (`AUTH TLS`, with PBSZ/PROT for the data
     /// channel). The self-signed certificate is made once and kept under
-    /// `log_dir/tls/`. Default true.
+    /// `log_dir/tls/`. Default false, as Debian's vsftpd ships
+    /// (`ssl_enable=NO`): clients such as lftp upgrade whenever FEAT offers
+    /// TLS and then refuse the self-signed certificate before sending the
+    /// user name, so the credential would never be captured.
     pub tls: bool,
     /// Directories of the virtual tree (besides those of `files`). Default
     /// `pub` and `upload`.
@@ -94,7 +97,7 @@ impl Default for FtpConfig {
             fail_delay_ms: 1000,
             data_timeout_secs: 60,
             active_mode: false,
-            tls: true,
+            tls: false,
             dirs: vec!["pub".into(), "upload".into()],
             files: vec![
                 FtpFile {

@@ -1,6 +1,7 @@
 //! The Elasticsearch honeypot driven through the real binary: curl, the
 //! official Python client (elasticsearch 7.17, which insists on the
-//! `X-elastic-product` header), nmap -sV, and the old script RCE payloads.
+//! `X-elastic-product` header from a 7.14+ server), nmap -sV on the default
+//! version, and the old script RCE payloads.
 
 mod common;
 
@@ -8,6 +9,9 @@ use std::process::Command;
 
 use common::{Sensor, of_kind, read_events};
 use serde_json::Value;
+
+/// A current 7.x (X-elastic-product first); the default is 7.10.2.
+const SEVEN_SEVENTEEN: &str = "[services.elasticsearch]\nversion = \"7.17.9\"\n";
 
 fn es_sensor(config: &str) -> Sensor {
     Sensor::start("elasticsearch", config, tempfile::tempdir().unwrap())
@@ -28,7 +32,7 @@ fn curl(args: &[&str]) -> String {
 /// `_nodes`, `_search`, and Elasticsearch's error shapes.
 #[test]
 fn curl_banner_store_and_cat() {
-    let mut s = es_sensor("");
+    let mut s = es_sensor(SEVEN_SEVENTEEN);
     let base = format!("http://127.0.0.1:{}", s.port());
     let head = curl(&["-i", &format!("{base}/")]);
     assert!(
@@ -146,7 +150,7 @@ fn store_is_bounded() {
 #[test]
 fn python_client_info_and_search() {
     let py = mirage_testkit::venv_python();
-    let mut s = es_sensor("");
+    let mut s = es_sensor(SEVEN_SEVENTEEN);
     let script = format!(
         r#"
 import json
@@ -227,13 +231,15 @@ fn script_rce_payloads_are_attacks() {
 
 /// nmap -sV: its signature (`Elasticsearch REST API`) expects the
 /// content-type header right after the status line, as Elasticsearch
-/// before 7.14 sends it, so a 7.10.2 honeypot is named with its version.
-/// From 7.14, `X-elastic-product` comes first (as on a real 7.17 node)
-/// and nmap reports an unrecognised HTTP service; the scan is recorded
-/// either way.
+/// before 7.14 sends it, so the default 7.10.2 honeypot is named with its
+/// version, on a random port and on the standard 9200. From 7.14,
+/// `X-elastic-product` comes first (as on a real 7.17 node) and nmap
+/// reports an unrecognised HTTP service; the scan is recorded either way.
 #[test]
 fn nmap_identifies_elasticsearch() {
-    let mut s = es_sensor("[services.elasticsearch]\nversion = \"7.10.2\"\n");
+    let line = common::nmap_standard_port("elasticsearch", 9200, "");
+    assert!(line.contains("Elasticsearch REST API 7.10.2"), "{line}");
+    let mut s = es_sensor("");
     let line = common::nmap_port_line(&common::nmap_sv(None, s.port(), &[]), s.port());
     assert!(line.contains("Elasticsearch REST API 7.10.2"), "{line}");
     assert!(line.contains("Lucene 8.7.0"), "{line}");

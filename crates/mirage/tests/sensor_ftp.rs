@@ -136,9 +136,10 @@ fn curl_lists_downloads_and_uploads() {
     );
 }
 
-/// lftp and Python's ftplib: log in, list, download and upload, passive and
+/// lftp (in its default mode, which would upgrade to TLS if FEAT offered
+/// it) and Python's ftplib: log in, list, download and upload, passive and
 /// (enabled) active mode; lftp's upload shows up in the same session's
-/// listing.
+/// listing, and its credential is recorded.
 #[test]
 fn lftp_and_ftplib_log_in_list_download_upload() {
     let mut s = ftp_sensor(&format!("{ACCEPT}active_mode = true\n"));
@@ -151,7 +152,7 @@ fn lftp_and_ftplib_log_in_list_download_upload() {
         .args(["-u", "admin,s3cret!", "-p", &port.to_string()])
         .args([
             "-e",
-            "set net:max-retries 1; set net:timeout 10; set ftp:ssl-allow no; cd pub; get README -o got.txt; cd /upload; put up.bin; ls; bye",
+            "set net:max-retries 1; set net:timeout 10; cd pub; get README -o got.txt; cd /upload; put up.bin; ls; bye",
             "127.0.0.1",
         ])
         .stdin(Stdio::null())
@@ -227,6 +228,15 @@ assert f.quit() == "221 Goodbye."
     assert_quarantined(&s, &events, up);
     assert_quarantined(&s, &events, b"ftplib upload over PASV");
     assert_quarantined(&s, &events, b"ftplib upload over PORT");
+    // lftp's login, the only one as admin.
+    assert!(
+        of_kind(&events, "auth.attempt")
+            .iter()
+            .any(|e| e["username"] == "admin"
+                && e["password"] == "s3cret!"
+                && e["result"] == "success"),
+        "lftp's credential was not recorded"
+    );
     let anon = of_kind(&events, "auth.attempt")
         .into_iter()
         .find(|e| e["username"] == "anonymous")
@@ -393,7 +403,7 @@ fn nmap_identifies_vsftpd_with_configured_version() {
 /// certificate is made once and kept under the data dir.
 #[test]
 fn ftps_auth_tls_with_curl_and_lftp() {
-    let mut s = ftp_sensor(ACCEPT);
+    let mut s = ftp_sensor(&format!("{ACCEPT}tls = true\n"));
     let port = s.port();
     let (ok, out, err) = curl(&["--ssl-reqd", "-k", &format!("ftp://127.0.0.1:{port}/pub/")]);
     assert!(ok, "{err}");

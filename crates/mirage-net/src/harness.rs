@@ -101,11 +101,6 @@ impl Harness {
         self
     }
 
-    /// The budget shared by every session of this harness.
-    pub fn memory_budget(&self) -> Arc<MemoryBudget> {
-        self.memory.clone()
-    }
-
     /// The token cancelled when shutdown begins.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()

@@ -20,7 +20,6 @@ pub const FREE_BYTES: u64 = 64 * 1024;
 pub struct MemoryBudget {
     limit: u64,
     held: AtomicU64,
-    refused: AtomicU64,
 }
 
 impl MemoryBudget {
@@ -29,23 +28,12 @@ impl MemoryBudget {
         MemoryBudget {
             limit: limit.max(FREE_BYTES),
             held: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
         }
-    }
-
-    /// The budget in bytes.
-    pub fn limit(&self) -> u64 {
-        self.limit
     }
 
     /// Bytes charged now.
     pub fn held(&self) -> u64 {
         self.held.load(Ordering::Relaxed)
-    }
-
-    /// Growths refused so far (each one cut a session).
-    pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
     }
 
     /// Move one session's charge from `from` to `to` bytes. A growth is
@@ -62,16 +50,11 @@ impl MemoryBudget {
             return true;
         }
         let limit = self.limit;
-        let fits = self
-            .held
+        self.held
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
                 held.checked_add(grow).filter(|&t| t <= limit)
             })
-            .is_ok();
-        if !fits {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-        }
-        fits
+            .is_ok()
     }
 
     /// Charge `to - from` bytes already allocated (a buffer that grew more
@@ -118,7 +101,7 @@ mod tests {
         assert!(b.try_resize(0, 512 << 10));
         assert!(b.try_resize(0, 512 << 10));
         assert!(!b.try_resize(0, 128 << 10));
-        assert_eq!(b.refused(), 1);
+        assert_eq!(b.held(), 1 << 20, "a refused growth charges nothing");
         // A small one still gets its free allowance.
         assert!(b.try_resize(0, FREE_BYTES));
         assert!(b.exceeded());

@@ -384,18 +384,15 @@ impl Session {
     /// allowance is cut.
     fn settle(&mut self, buf: &BytesMut) -> Result<(), SessionEnd> {
         let now = buf.capacity() as u64;
-        self.memory.force_resize(self.charged, now);
-        self.charged = now;
+        if now != self.charged {
+            // Most reads land in room already charged: no shared write then.
+            self.memory.force_resize(self.charged, now);
+            self.charged = now;
+        }
         if now > crate::memory_budget::FREE_BYTES && self.memory.exceeded() {
             return Err(SessionEnd::MemoryBudget);
         }
         Ok(())
-    }
-
-    /// Bytes this session is charged for against the sensor's memory
-    /// budget (its read buffer and what it [`Session::hold`]s).
-    pub fn memory_charged(&self) -> u64 {
-        self.charged + self.held
     }
 
     /// Charge `n` more bytes the emulator keeps in memory outside the read

@@ -42,6 +42,37 @@ pub const HEADER_SIGNATURE: &str = "x-mirage-signature";
 pub const HEADER_CONTENT_SHA256: &str = "x-mirage-content-sha256";
 /// Header carrying the hex HMAC-SHA256 of a reply ([`sign_reply`]).
 pub const HEADER_REPLY_SIGNATURE: &str = "x-mirage-reply-signature";
+/// Header naming the sensor that signs an ingest request: the server keeps
+/// each sensor's nonces and replay floor apart, so one cannot crowd out
+/// another's. Its value is a [`valid_sender_name`].
+pub const HEADER_SENSOR: &str = "x-mirage-sensor";
+
+/// Whether `name` may stand in [`HEADER_SENSOR`]: 1 to 64 characters of
+/// `[A-Za-z0-9._-]`.
+pub fn valid_sender_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(sender_name_byte)
+}
+
+/// `name` in the form [`valid_sender_name`] allows: other characters
+/// become `_`, cut at 64 (empty stays empty: the server then files the
+/// sender under `-`).
+pub fn sender_name(name: &str) -> String {
+    name.chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii() && sender_name_byte(c as u8) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn sender_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+}
+
 /// Shortest key accepted, bytes.
 pub const MIN_KEY_LEN: usize = 32;
 
@@ -350,6 +381,16 @@ impl NonceCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sender_names_are_made_valid() {
+        assert!(valid_sender_name("hp-1.dmz_a"));
+        assert!(!valid_sender_name("") && !valid_sender_name("a b"));
+        assert!(!valid_sender_name(&"a".repeat(65)));
+        assert_eq!(sender_name("hp 1/é"), "hp_1__");
+        assert!(valid_sender_name(&sender_name(&"ü".repeat(100))));
+        assert_eq!(sender_name(""), "");
+    }
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 

@@ -99,21 +99,6 @@ pub fn read_ship_key(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     Ok(key)
 }
 
-/// The sensor's name as the server's `x-mirage-sensor` header allows it
-/// (`[A-Za-z0-9._-]`, at most 64): other characters become `_`.
-fn ship_sender_name(name: &str) -> String {
-    name.chars()
-        .take(64)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 /// An enabled service and where it should listen.
 struct ServicePlan {
     emulator: Arc<dyn Emulator>,
@@ -293,7 +278,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningSensor> {
             backfill: ship.backfill,
             // Validated with the config: 64 hex digits or empty.
             pin: mirage_net::Pin::parse(&ship.server_pin),
-            sensor: ship_sender_name(&sensor_name),
+            sensor: mirage_core::request_auth::sender_name(&sensor_name),
         };
         if settings.pin.is_some() {
             tracing::info!(server = %ship.server, "shipping events to mirage server over TLS (pinned certificate)");

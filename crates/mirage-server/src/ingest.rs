@@ -45,9 +45,7 @@ pub const EVENTS_PATH: &str = "/api/v1/events";
 pub const MAX_BODY: usize = 16 << 20;
 /// Most events in one request.
 pub const MAX_EVENTS: usize = 10_000;
-/// Header naming the sensor that signs a request: each sensor has its own
-/// nonce memory, so one cannot crowd out another's.
-pub const HEADER_SENSOR: &str = "x-mirage-sensor";
+pub use mirage_core::request_auth::HEADER_SENSOR;
 /// Most sensors with a nonce memory of their own.
 const MAX_SENDERS: usize = 4096;
 /// Nonces remembered per sensor within the freshness window.
@@ -116,11 +114,7 @@ fn sender(headers: &HeaderMap) -> String {
     headers
         .get(HEADER_SENSOR)
         .and_then(|v| v.to_str().ok())
-        .filter(|s| {
-            (1..=64).contains(&s.len())
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        })
+        .filter(|s| mirage_core::request_auth::valid_sender_name(s))
         .unwrap_or("-")
         .to_owned()
 }

@@ -132,6 +132,20 @@ pub fn is_event_file(name: &str) -> bool {
     name.starts_with("events-") && name.ends_with(".jsonl")
 }
 
+/// The event files in `dir`, oldest first (their names sort in write
+/// order, parts included).
+pub fn event_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| is_event_file(n))
+        .collect();
+    v.sort();
+    v
+}
+
 /// Largest part under a quota: a sixteenth of it (so eviction frees
 /// space in steps of a sixteenth), within 64 KiB..256 MiB.
 fn part_max(quota: u64) -> u64 {
@@ -167,8 +181,16 @@ impl DailyFile {
                 let _ = f.sync_data();
             }
             if self.day != Some(day) {
+                // A new day (or a restart) continues the day's last part,
+                // unless it is full.
                 self.part = last_part(&self.dir, day);
                 self.day = Some(day);
+                let size = std::fs::metadata(part_path(&self.dir, day, self.part))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                if size > 0 && size + len > self.part_max {
+                    self.part += 1;
+                }
             } else if full {
                 self.part += 1;
             }
@@ -178,16 +200,6 @@ impl DailyFile {
                 .read(true)
                 .open(part_path(&self.dir, day, self.part))?;
             self.file_bytes = repair_torn_line(&mut f)?;
-            // A restart continues the day's last part, unless it is full.
-            if self.file_bytes > 0 && self.file_bytes + len > self.part_max {
-                self.part += 1;
-                f = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .read(true)
-                    .open(part_path(&self.dir, day, self.part))?;
-                self.file_bytes = repair_torn_line(&mut f)?;
-            }
             self.file = Some(f);
             // A new file is a moment to look at the quota.
             self.since_check = self.part_max;
@@ -209,17 +221,13 @@ impl DailyFile {
             Some(d) => part_path(&self.dir, d, self.part),
             None => PathBuf::new(),
         };
-        let mut files: Vec<(String, u64)> = std::fs::read_dir(&self.dir)
+        let files: Vec<(String, u64)> = event_files(&self.dir)
             .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let len = e.metadata().ok()?.len();
-                is_event_file(&name).then_some((name, len))
+            .filter_map(|n| {
+                let len = std::fs::metadata(self.dir.join(&n)).ok()?.len();
+                Some((n, len))
             })
             .collect();
-        files.sort();
         let mut total: u64 = files.iter().map(|(_, l)| l).sum();
         let mut gone = Vec::new();
         let mut freed = 0;
@@ -243,13 +251,10 @@ impl DailyFile {
 /// The highest part of `day` already on disk (0 when none).
 fn last_part(dir: &Path, day: NaiveDate) -> u32 {
     let stem = format!("events-{}_", day.format("%Y-%m-%d"));
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            name.strip_prefix(&stem)?
+    event_files(dir)
+        .iter()
+        .filter_map(|n| {
+            n.strip_prefix(&stem)?
                 .strip_suffix(".jsonl")?
                 .parse::<u32>()
                 .ok()

@@ -124,21 +124,8 @@ pub async fn run(s: ShipSettings, cancel: CancellationToken) {
     }
 }
 
-/// Day files in `dir`, oldest first.
-fn day_files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.starts_with("events-") && n.ends_with(".jsonl"))
-        .collect();
-    v.sort();
-    v
-}
-
 fn initial_position(dir: &Path, backfill: bool) -> Position {
-    let files = day_files(dir);
+    let files = super::jsonl::event_files(dir);
     match (backfill, files.first(), files.last()) {
         (true, Some(first), _) => Position {
             file: first.clone(),
@@ -166,7 +153,7 @@ fn read_batch(
     max: usize,
 ) -> std::io::Result<(Vec<u8>, usize, Position)> {
     use std::io::{Read, Seek, SeekFrom};
-    let files = day_files(dir);
+    let files = super::jsonl::event_files(dir);
     let Some(current) = files.iter().find(|f| **f >= pos.file) else {
         return Ok((Vec::new(), 0, pos.clone()));
     };
@@ -255,7 +242,7 @@ async fn post(s: &ShipSettings, body: Vec<u8>) -> Result<(), String> {
         s.pin,
         PATH,
         Some(&s.key),
-        &[("x-mirage-sensor", &s.sensor)],
+        &[(mirage_core::request_auth::HEADER_SENSOR, &s.sensor)],
         "application/x-ndjson",
         body,
         Duration::from_secs(60),

@@ -87,6 +87,21 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
         }
         None => None,
     };
+    // One certificate serves the policy API and ingest: made (or loaded)
+    // once, its pin carried by enrollment tokens and sensors' configs.
+    let server_tls = if (config.ingest.tls && config.ingest.listen_addr().is_some())
+        || (config.api.tls && config.api.listen_addr().is_some())
+    {
+        Some(crate::identity::api_tls(&config.server.data_dir).map_err(ServerError::Runtime)?)
+    } else {
+        None
+    };
+    let tls_for = |on: bool| {
+        server_tls
+            .as_ref()
+            .filter(|_| on)
+            .map(|(tls, pin)| (tokio_rustls::TlsAcceptor::from(tls.clone()), *pin))
+    };
     let verifier = match config.ingest.listen_addr() {
         Some(addr) => {
             let key = std::fs::read(&config.ingest.key_file).map_err(|e| {
@@ -107,13 +122,7 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
                 crate::ingest::IngestConfig {
                     key,
                     max_skew_secs: config.ingest.max_skew_secs,
-                    tls: if config.ingest.tls {
-                        let (tls, _) = crate::identity::api_tls(&config.server.data_dir)
-                            .map_err(ServerError::Runtime)?;
-                        Some(tokio_rustls::TlsAcceptor::from(tls))
-                    } else {
-                        None
-                    },
+                    tls: tls_for(config.ingest.tls).map(|(tls, _)| tls),
                     limits: crate::http::HttpLimits::default(),
                 },
             ))
@@ -221,9 +230,7 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
         let addr = l
             .local_addr()
             .map_err(|e| ServerError::Runtime(e.to_string()))?;
-        if verifier.tls.is_some() {
-            let pin =
-                crate::identity::api_pin(&config.server.data_dir).map_err(ServerError::Runtime)?;
+        if let (true, Some((_, pin))) = (config.ingest.tls, &server_tls) {
             tracing::info!(
                 "ingest: listening on https://{addr}{} (certificate SHA-256 {pin}: sensors' [sensor.ship] server_pin)",
                 crate::ingest::EVENTS_PATH
@@ -265,14 +272,12 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> 
                 tracing::warn!(error = %e, "policy API: cannot seal agent keys stored in clear")
             }
         }
-        let tls = if config.api.tls {
-            let (tls, pin) =
-                crate::identity::api_tls(&config.server.data_dir).map_err(ServerError::Runtime)?;
+        let tls = if let Some((tls, pin)) = tls_for(config.api.tls) {
             tracing::info!(
                 "policy API: listening on https://{addr} (certificate SHA-256 {pin}, carried by enrollment tokens)"
             );
             api_pin = Some(pin);
-            Some(tokio_rustls::TlsAcceptor::from(tls))
+            Some(tls)
         } else {
             tracing::warn!(
                 "policy API: listening on http://{addr} without TLS: enrollment trusts the network"

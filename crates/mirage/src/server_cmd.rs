@@ -521,7 +521,7 @@ async fn tokens(op: TokensOp) -> Result<ExitCode, ExitCode> {
             }
             let (dir, tls) = server_dir(&store)?;
             let pin = if tls {
-                Some(mirage_server::identity::api_tls(&dir).map_err(failed)?.1)
+                Some(mirage_server::identity::api_pin(&dir).map_err(failed)?)
             } else {
                 None
             };

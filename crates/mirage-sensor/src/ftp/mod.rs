@@ -861,12 +861,11 @@ impl<'s> Ftp<'s> {
 
     async fn port(&mut self, arg: &[u8]) -> Result<(), SessionEnd> {
         self.data = DataPlan::None;
+        let addr = proto::parse_port(arg);
         if !self.server.cfg.active_mode {
-            return self
-                .active_disabled(proto::parse_port(arg).map(SocketAddr::V4), "PORT")
-                .await;
+            return self.active_disabled(addr.map(SocketAddr::V4), "PORT").await;
         }
-        let Some(addr) = proto::parse_port(arg) else {
+        let Some(addr) = addr else {
             return self.reply(500, "Illegal PORT command.").await;
         };
         self.active(SocketAddr::V4(addr), "PORT").await
@@ -874,14 +873,15 @@ impl<'s> Ftp<'s> {
 
     async fn eprt(&mut self, arg: &[u8]) -> Result<(), SessionEnd> {
         self.data = DataPlan::None;
+        let parsed = proto::parse_eprt(arg);
         if !self.server.cfg.active_mode {
-            let addr = match proto::parse_eprt(arg) {
+            let addr = match parsed {
                 Some(Eprt::Addr(a)) => Some(a),
                 _ => None,
             };
             return self.active_disabled(addr, "EPRT").await;
         }
-        match proto::parse_eprt(arg) {
+        match parsed {
             Some(Eprt::Addr(a)) => {
                 if a.is_ipv6() && !self.session.local().is_ipv6() {
                     return self.reply(500, "Bad EPRT protocol.").await;

@@ -469,6 +469,38 @@ fn ftps_auth_tls_with_curl_and_lftp() {
     assert_eq!(std::fs::read(&cert).unwrap(), first);
 }
 
+/// A listener on `ip` that would see a connection if the honeypot ever
+/// made one (checked with [`assert_never_reached`]), and its port.
+fn trap(ip: &str) -> (std::net::TcpListener, u16) {
+    let t = std::net::TcpListener::bind((ip, 0)).unwrap();
+    t.set_nonblocking(true).unwrap();
+    let port = t.local_addr().unwrap().port();
+    (t, port)
+}
+
+/// Quit, give a connection a moment to arrive, and check none did.
+fn assert_never_reached(c: &mut Raw, trap: &std::net::TcpListener) {
+    assert_eq!(c.cmd("QUIT"), "221 Goodbye.");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(trap.accept().is_err(), "the honeypot connected out");
+}
+
+/// A control connection logged in as the ACCEPT user.
+fn admin(addr: SocketAddr) -> Raw {
+    let (mut c, _) = Raw::connect(addr);
+    c.cmd("USER admin");
+    assert_eq!(c.cmd("PASS s3cret!"), "230 Login successful.");
+    c
+}
+
+/// The `ftp.bounce` attacks among `events`, in order.
+fn bounces(events: &[Value]) -> Vec<&Value> {
+    of_kind(events, "attack")
+        .into_iter()
+        .filter(|e| e["technique"] == "ftp.bounce")
+        .collect()
+}
+
 /// Active mode off (the default), as vsftpd `port_enable=NO`: PORT and
 /// EPRT, even to the client's own address, get `550 Permission denied.`,
 /// FEAT does not offer EPRT, and nothing is ever connected to; a bounce is
@@ -476,13 +508,9 @@ fn ftps_auth_tls_with_curl_and_lftp() {
 #[test]
 fn active_mode_is_off_by_default_and_never_connects() {
     // The client's own address, listening: an honest PORT target.
-    let own = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    own.set_nonblocking(true).unwrap();
-    let op = own.local_addr().unwrap().port();
+    let (own, op) = trap("127.0.0.1");
     let mut s = ftp_sensor(ACCEPT);
-    let (mut c, _) = Raw::connect(s.addr);
-    c.cmd("USER admin");
-    assert_eq!(c.cmd("PASS s3cret!"), "230 Login successful.");
+    let mut c = admin(s.addr);
     let feat = c.cmd("FEAT");
     assert!(!feat.contains("EPRT") && feat.contains("EPSV"), "{feat}");
     let arg = format!("127,0,0,1,{},{}", op >> 8, op & 0xff);
@@ -493,15 +521,10 @@ fn active_mode_is_off_by_default_and_never_connects() {
         "550 Permission denied."
     );
     assert_eq!(c.cmd("PORT 198,51,100,7,0,25"), "550 Permission denied.");
-    assert_eq!(c.cmd("QUIT"), "221 Goodbye.");
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(own.accept().is_err(), "the honeypot connected out");
+    assert_never_reached(&mut c, &own);
     s.stop();
     let events = read_events(&s.event_dir());
-    let bounces: Vec<&Value> = of_kind(&events, "attack")
-        .into_iter()
-        .filter(|e| e["technique"] == "ftp.bounce")
-        .collect();
+    let bounces = bounces(&events);
     assert_eq!(bounces.len(), 1, "{bounces:#?}");
     assert_eq!(bounces[0]["evidence"]["target_ip"], "198.51.100.7");
 }
@@ -514,13 +537,9 @@ fn active_mode_is_off_by_default_and_never_connects() {
 fn bounce_and_site_exec_are_refused_and_recorded() {
     // Something listening on a third-party-looking address would see a
     // connection if the honeypot ever made one: 127.0.0.2 is not the client.
-    let trap = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
-    trap.set_nonblocking(true).unwrap();
-    let tp = trap.local_addr().unwrap().port();
+    let (third, tp) = trap("127.0.0.2");
     let mut s = ftp_sensor(&format!("{ACCEPT}active_mode = true\n"));
-    let (mut c, _) = Raw::connect(s.addr);
-    c.cmd("USER admin");
-    assert_eq!(c.cmd("PASS s3cret!"), "230 Login successful.");
+    let mut c = admin(s.addr);
     assert!(c.cmd("FEAT").contains("EPRT"));
     let port_arg = format!("127,0,0,2,{},{}", tp >> 8, tp & 0xff);
     assert_eq!(
@@ -545,16 +564,11 @@ fn bounce_and_site_exec_are_refused_and_recorded() {
         c.cmd("SITE CHMOD 777 pub/README"),
         "200 SITE CHMOD command ok."
     );
-    assert_eq!(c.cmd("QUIT"), "221 Goodbye.");
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(trap.accept().is_err(), "the honeypot connected out");
+    assert_never_reached(&mut c, &third);
     s.stop();
     let events = read_events(&s.event_dir());
     let attacks = of_kind(&events, "attack");
-    let bounces: Vec<&&Value> = attacks
-        .iter()
-        .filter(|e| e["technique"] == "ftp.bounce")
-        .collect();
+    let bounces = bounces(&events);
     assert_eq!(bounces.len(), 3, "{bounces:#?}");
     assert_eq!(bounces[0]["evidence"]["target_ip"], "127.0.0.2");
     assert_eq!(bounces[0]["evidence"]["target_port"], tp);

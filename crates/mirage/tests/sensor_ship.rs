@@ -14,12 +14,26 @@ use common::{Sensor, read_events, redis_cli};
 
 const KEY: &str = "shared-secret-of-more-than-32-bytes-0123456789";
 
+/// The shared ingest key, written to `d/ingest.key`.
+fn key_file(d: &std::path::Path) -> std::path::PathBuf {
+    let f = d.join("ingest.key");
+    std::fs::write(&f, format!("{KEY}\n")).unwrap();
+    f
+}
+
+/// A sensor's `[sensor.ship]` to `ingest`, pinned to `pin`, then `more`.
+fn ship(ingest: &str, key_file: &std::path::Path, pin: &str, more: &str) -> String {
+    format!(
+        "[sensor.ship]\nserver = \"{ingest}\"\nkey_file = \"{}\"\nserver_pin = \"{pin}\"\n{more}",
+        key_file.display()
+    )
+}
+
 #[test]
 fn sensor_events_reach_the_server_once_across_an_outage() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let key_file = d.join("ingest.key");
-    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let key_file = key_file(d);
     // The attacker here is 127.0.0.1, which the built-in pack whitelists.
     let rules = std::fs::read_to_string(
         mirage_testkit::repo_root().join("crates/mirage-rules/rules/builtin.toml"),
@@ -33,10 +47,7 @@ fn sensor_events_reach_the_server_once_across_an_outage() {
         &d.join("server"),
     );
     let pin = server.pin().hex();
-    let mut sensor = Sensor::redis(&format!(
-        "[sensor.ship]\nserver = \"{ingest}\"\nkey_file = \"{}\"\nbatch_events = 7\nserver_pin = \"{pin}\"\n",
-        key_file.display()
-    ));
+    let mut sensor = Sensor::redis(&ship(&ingest, &key_file, &pin, "batch_events = 7\n"));
 
     redis_cli(sensor.port(), &["ping"], None);
     redis_cli(sensor.port(), &["config", "set", "dir", "/root/.ssh"], None);
@@ -65,13 +76,7 @@ fn sensor_events_reach_the_server_once_across_an_outage() {
     // The sensor stopped before shipping its last events: a new one on the
     // same directory resumes from the checkpoint and ships them.
     let same_dir = std::mem::replace(&mut sensor.dir, tempfile::tempdir().unwrap());
-    let _sensor2 = Sensor::redis_in(
-        &format!(
-            "[sensor.ship]\nserver = \"{ingest}\"\nkey_file = \"{}\"\nserver_pin = \"{pin}\"\n",
-            key_file.display()
-        ),
-        same_dir,
-    );
+    let _sensor2 = Sensor::redis_in(&ship(&ingest, &key_file, &pin, ""), same_dir);
     let stored = server.wait_for("every sensor event", Duration::from_secs(30), || {
         let got = server.events(10_000);
         let ids: HashSet<String> = got
@@ -97,16 +102,12 @@ fn sensor_events_reach_the_server_once_across_an_outage() {
 fn a_sensor_pinned_to_another_certificate_ships_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let key_file = d.join("ingest.key");
-    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let key_file = key_file(d);
     let (server, ingest) = MirageServer::with_ingest(&key_file, "", &d.join("server"));
     let mut other = server.pin().0;
     other[0] ^= 0xff;
-    let mut sensor = Sensor::redis(&format!(
-        "[sensor.ship]\nserver = \"{ingest}\"\nkey_file = \"{}\"\nserver_pin = \"{}\"\n",
-        key_file.display(),
-        mirage_net::Pin(other).hex()
-    ));
+    let other = mirage_net::Pin(other).hex();
+    let mut sensor = Sensor::redis(&ship(&ingest, &key_file, &other, ""));
     redis_cli(sensor.port(), &["ping"], None);
     std::thread::sleep(Duration::from_secs(3));
     let log = sensor.stop();

@@ -203,23 +203,18 @@ pub fn tokenize(sql: &[u8]) -> Vec<Token> {
                         i += 1;
                     }
                 }
-                if i < n && is_word_byte(sql[i]) {
-                    // `123abc` is an identifier.
-                    while i < n && is_word_byte(sql[i]) {
-                        i += 1;
-                    }
-                    out.push(Token {
-                        tok: Tok::Word(String::from_utf8_lossy(&sql[start..i]).into_owned()),
-                        start,
-                        end: i,
-                    });
-                } else {
-                    out.push(Token {
-                        tok: Tok::Num(String::from_utf8_lossy(&sql[start..i]).into_owned()),
-                        start,
-                        end: i,
-                    });
+                // `123abc` is an identifier.
+                let word = i < n && is_word_byte(sql[i]);
+                while i < n && is_word_byte(sql[i]) {
+                    i += 1;
                 }
+                let text = String::from_utf8_lossy(&sql[start..i]).into_owned();
+                let tok = if word {
+                    Tok::Word(text)
+                } else {
+                    Tok::Num(text)
+                };
+                out.push(Token { tok, start, end: i });
             }
             b'@' => {
                 let sys = at(i + 1) == b'@';

@@ -158,10 +158,7 @@ fn builtin(sh: &mut Shell, cmd: &[u8], args: &[Vec<u8>], stdin: &[u8], io: &mut 
             0
         }
         b"uname" => uname(sh, args, io),
-        b"id" => {
-            io.out(id_line(&sh.profile.user));
-            0
-        }
+        b"id" => id(sh, args, io),
         b"whoami" => {
             io.out(format!("{}\n", sh.profile.user));
             0
@@ -323,14 +320,92 @@ fn clock() -> String {
     chrono::Utc::now().format("%H:%M:%S").to_string()
 }
 
-fn id_line(user: &str) -> String {
+/// The logged-in user's groups as (gid, name), primary first: root alone,
+/// any other user as Debian's first user (uid 1000 and the desktop groups).
+fn id_groups(user: &str) -> Vec<(u32, String)> {
     if user == "root" {
-        "uid=0(root) gid=0(root) groups=0(root)\n".into()
-    } else {
-        format!(
-            "uid=1000({user}) gid=1000({user}) groups=1000({user}),24(cdrom),25(floppy),29(audio),30(dip),44(video),46(plugdev),100(users),106(netdev)\n"
-        )
+        return vec![(0, "root".into())];
     }
+    let mut g = vec![(1000, user.to_owned())];
+    for (gid, name) in [
+        (24, "cdrom"),
+        (25, "floppy"),
+        (29, "audio"),
+        (30, "dip"),
+        (44, "video"),
+        (46, "plugdev"),
+        (100, "users"),
+        (106, "netdev"),
+    ] {
+        g.push((gid, name.into()));
+    }
+    g
+}
+
+/// coreutils `id` for the logged-in user: the full line, or `-u`, `-g`,
+/// `-G` with `-n` (names) and `-r` (ignored: real = effective here), and
+/// coreutils' messages for what it refuses.
+fn id(sh: &Shell, args: &[Vec<u8>], io: &mut Io) -> i32 {
+    let user = sh.profile.user.as_str();
+    let uid = if user == "root" { 0 } else { 1000 };
+    let mut flags = String::new();
+    for a in args {
+        match a.as_slice() {
+            b"--user" => flags.push('u'),
+            b"--group" => flags.push('g'),
+            b"--groups" => flags.push('G'),
+            b"--name" => flags.push('n'),
+            b"--real" => flags.push('r'),
+            a if a.len() > 1 && a.first() == Some(&b'-') => flags.push_str(&s(&a[1..])),
+            a if s(a) == user => {}
+            a => {
+                // coreutils quotes the name with U+2018/U+2019 in a UTF-8 locale.
+                io.err(format!("id: \u{2018}{}\u{2019}: no such user\n", s(a)));
+                return 1;
+            }
+        }
+    }
+    if let Some(bad) = flags.chars().find(|c| !"ugGnr".contains(*c)) {
+        io.err(format!(
+            "id: invalid option -- '{bad}'\nTry 'id --help' for more information.\n"
+        ));
+        return 1;
+    }
+    let groups = id_groups(user);
+    let picked: Vec<(u32, String)> = match flags.chars().filter(|c| "ugG".contains(*c)).count() {
+        0 if flags.is_empty() => {
+            let line = |v: &[(u32, String)]| {
+                v.iter()
+                    .map(|(n, name)| format!("{n}({name})"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            io.out(format!(
+                "uid={uid}({user}) gid={} groups={}\n",
+                line(&groups[..1]),
+                line(&groups)
+            ));
+            return 0;
+        }
+        0 => {
+            io.err("id: cannot print only names or real IDs in default format\n");
+            return 1;
+        }
+        1 if flags.contains('u') => vec![(uid, user.to_owned())],
+        1 if flags.contains('g') => groups[..1].to_vec(),
+        1 => groups,
+        _ => {
+            io.err("id: cannot print \"only\" of more than one choice\n");
+            return 1;
+        }
+    };
+    let names = flags.contains('n');
+    let shown: Vec<String> = picked
+        .into_iter()
+        .map(|(n, name)| if names { name } else { n.to_string() })
+        .collect();
+    io.out(format!("{}\n", shown.join(" ")));
+    0
 }
 
 /// `echo -e` escapes.

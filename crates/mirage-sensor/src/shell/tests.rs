@@ -34,6 +34,29 @@ fn basic_commands_print_like_debian() {
         out(&sh.run_line(b"id")),
         "uid=0(root) gid=0(root) groups=0(root)\n"
     );
+    // id's selections and refusals, as coreutils 9.1 prints them.
+    for (line, want) in [
+        ("id -u", "0\n"),
+        ("id -un", "root\n"),
+        ("id -g -n", "root\n"),
+        ("id -G", "0\n"),
+        ("id --user root", "0\n"),
+        (
+            "id -x",
+            "id: invalid option -- 'x'\nTry 'id --help' for more information.\n",
+        ),
+        (
+            "id -n",
+            "id: cannot print only names or real IDs in default format\n",
+        ),
+        (
+            "id -ug",
+            "id: cannot print \"only\" of more than one choice\n",
+        ),
+        ("id nosuch", "id: \u{2018}nosuch\u{2019}: no such user\n"),
+    ] {
+        assert_eq!(out(&sh.run_line(line.as_bytes())), want, "{line}");
+    }
     assert_eq!(
         out(&sh.run_line(b"uname -a")),
         "Linux srv01 6.1.0-28-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1 (2024-11-22) x86_64 GNU/Linux\n"

@@ -27,7 +27,7 @@ pub struct SshConfig {
     /// no fallback. Default `0.0.0.0:2222` and `[::]:2222`.
     pub fallback_listen: Vec<SocketAddr>,
     /// Identification string sent first (without CR LF). Default
-    /// `SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3`.
+    /// `SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10`.
     pub banner: String,
     /// Key exchange algorithms offered, in order; names the SSH library
     /// does not implement are skipped. Default: Debian 12 sshd's list.
@@ -37,9 +37,13 @@ pub struct SshConfig {
     pub host_key_algorithms: Vec<String>,
     /// Ciphers offered, in order. Default: Debian 12 sshd's list.
     pub ciphers: Vec<String>,
-    /// MACs offered, in order; unimplemented names skipped. Default:
+    /// MACs offered, in order; unknown names skipped. Default:
     /// Debian 12 sshd's list.
     pub macs: Vec<String>,
+    /// OpenSSH moduli file the group exchange picks its primes from, as
+    /// sshd does; missing or without a usable prime = the RFC 3526 groups
+    /// sshd falls back to. Default `/etc/ssh/moduli`.
+    pub moduli_file: std::path::PathBuf,
     /// Credentials that log in; every other attempt fails (unless
     /// `accept_after_failures`). Default none.
     pub accept: Vec<LoginCredential>,
@@ -59,8 +63,10 @@ pub struct SshConfig {
     pub record_sessions: bool,
 }
 
-/// Debian 12 (OpenSSH 9.2p1) sshd's default key exchange list.
+/// Debian 12 (OpenSSH 9.2p1-2+deb12u10) sshd's default key exchange list,
+/// sntrup761's IETF name first as that package offers it.
 pub const DEBIAN12_KEX: &[&str] = &[
+    "sntrup761x25519-sha512",
     "sntrup761x25519-sha512@openssh.com",
     "curve25519-sha256",
     "curve25519-sha256@libssh.org",
@@ -112,11 +118,12 @@ impl Default for SshConfig {
             enabled: true,
             listen: vec![addr("0.0.0.0:22"), addr("[::]:22")],
             fallback_listen: vec![addr("0.0.0.0:2222"), addr("[::]:2222")],
-            banner: "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3".into(),
+            banner: "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10".into(),
             kex_algorithms: strings(DEBIAN12_KEX),
             host_key_algorithms: strings(DEBIAN12_HOST_KEYS),
             ciphers: strings(DEBIAN12_CIPHERS),
             macs: strings(DEBIAN12_MACS),
+            moduli_file: "/etc/ssh/moduli".into(),
             accept: Vec::new(),
             accept_after_failures: 0,
             failed_auth_delay_ms: 2000,

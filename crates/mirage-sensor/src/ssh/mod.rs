@@ -26,6 +26,7 @@
 //! the quarantine; direct-tcpip and tcpip-forward requests are recorded
 //! and refused; the terminal is recorded as asciicast v2.
 
+pub mod gex;
 pub mod hassh;
 pub mod keys;
 pub mod scp;
@@ -127,6 +128,8 @@ struct Shared {
     data_dir: PathBuf,
     quarantine: Arc<Quarantine>,
     policy: LoginPolicy,
+    /// Primes for diffie-hellman-group-exchange, read once at start.
+    moduli: gex::Moduli,
 }
 
 /// The SSH emulator.
@@ -135,7 +138,9 @@ pub struct SshEmulator {
 }
 
 /// The algorithm lists russh can offer out of the configured ones, and the
-/// configured names it cannot (documented gaps: sntrup761, umac).
+/// configured names it does not know (typos, or algorithms from a newer
+/// OpenSSH). Debian 12's defaults are all known: the vendored russh adds
+/// sntrup761 and UMAC (vendor/russh/PATCH.md).
 pub fn preferred(cfg: &SshConfig) -> (Preferred, Vec<String>) {
     let mut skipped = Vec::new();
     let mut kex = Vec::new();
@@ -197,7 +202,7 @@ impl SshEmulator {
         let keys = keys::load_or_generate(data_dir)?;
         let (preferred, skipped) = preferred(&cfg);
         if !skipped.is_empty() {
-            tracing::info!(algorithms = ?skipped, "SSH algorithms not offered (not implemented by russh)");
+            tracing::info!(algorithms = ?skipped, "SSH algorithms not offered (unknown names)");
         }
         if preferred.kex.is_empty()
             || preferred.cipher.is_empty()
@@ -228,8 +233,10 @@ impl SshEmulator {
                 .collect(),
             cfg.accept_after_failures,
         );
+        let moduli = gex::Moduli::load(&cfg.moduli_file);
         Ok(SshEmulator {
             shared: Arc::new(Shared {
+                moduli,
                 cfg,
                 russh: Arc::new(russh),
                 data_dir: data_dir.to_owned(),
@@ -778,6 +785,17 @@ impl Conn {
 
 impl russh::server::Handler for Conn {
     type Error = russh::Error;
+
+    async fn lookup_dh_gex_group(
+        &mut self,
+        p: &russh::client::GexParams,
+    ) -> Result<Option<russh::kex::dh::groups::DhGroup>, Self::Error> {
+        Ok(self.shared.moduli.choose(
+            p.min_group_size(),
+            p.preferred_group_size(),
+            p.max_group_size(),
+        ))
+    }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         let ok = self.shared.policy.check(self.peer, user, password);

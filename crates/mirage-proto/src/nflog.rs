@@ -6,6 +6,21 @@
 //! [`fuzz_nflog`] is the fuzz target. The socket that reads them is
 //! `mirage_net::nflog`.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        clippy::cast_possible_truncation,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// nfnetlink subsystem id of the log protocol.
@@ -31,51 +46,61 @@ pub struct Probe {
 /// Parse one `recv` of netlink messages; packets that are not a TCP
 /// header over IPv4/IPv6 are skipped.
 pub fn parse_batch(mut b: &[u8], out: &mut Vec<Probe>) {
-    while b.len() >= 16 {
-        let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
-        let ty = u16::from_ne_bytes([b[4], b[5]]);
-        if len < 16 || len > b.len() {
+    // struct nlmsghdr: length (header included), type, flags, seq, pid.
+    while let Some((&[l0, l1, l2, l3, t0, t1, ..], _)) = b.split_first_chunk::<16>() {
+        let len = u32::from_ne_bytes([l0, l1, l2, l3]) as usize;
+        let ty = u16::from_ne_bytes([t0, t1]);
+        // None when the length is shorter than the header or runs past the batch.
+        let Some(msg) = b.get(16..len) else {
             return;
-        }
+        };
         if ty == (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET
-            && let Some(p) = parse_packet_msg(&b[16..len])
+            && let Some(p) = parse_packet_msg(msg)
         {
             out.push(p);
         }
-        let next = (len + 3) & !3;
-        b = b.get(next..).unwrap_or(&[]);
+        b = after_padded(b, len);
     }
 }
 
 fn parse_packet_msg(m: &[u8]) -> Option<Probe> {
     // nfgenmsg (4 bytes), then attributes.
     let mut a = m.get(4..)?;
-    while a.len() >= 4 {
-        let alen = u16::from_ne_bytes([a[0], a[1]]) as usize;
-        let aty = u16::from_ne_bytes([a[2], a[3]]) & 0x3fff;
-        if alen < 4 || alen > a.len() {
-            return None;
-        }
+    // struct nlattr: length (header included), type.
+    while let Some((&[l0, l1, t0, t1], _)) = a.split_first_chunk::<4>() {
+        let alen = usize::from(u16::from_ne_bytes([l0, l1]));
+        let aty = u16::from_ne_bytes([t0, t1]) & 0x3fff;
+        // None when the length is shorter than the header or runs past the message.
+        let body = a.get(4..alen)?;
         if aty == NFULA_PAYLOAD {
-            return parse_ip_tcp(&a[4..alen]);
+            return parse_ip_tcp(body);
         }
-        a = a.get((alen + 3) & !3..).unwrap_or(&[]);
+        a = after_padded(a, alen);
     }
     None
 }
 
+/// What follows the first `len` bytes of `b` padded to 4 (netlink aligns
+/// messages and attributes so), or nothing when that is past the end.
+fn after_padded(b: &[u8], len: usize) -> &[u8] {
+    len.checked_next_multiple_of(4)
+        .and_then(|next| b.get(next..))
+        .unwrap_or(&[])
+}
+
 /// The addresses, TTL and window of an IP packet carrying TCP.
 pub fn parse_ip_tcp(p: &[u8]) -> Option<Probe> {
-    let version = p.first()? >> 4;
+    let first = *p.first()?;
+    let version = first >> 4;
     let (src, dst, ttl, tcp) = match version {
         4 => {
-            let ihl = usize::from(p[0] & 0x0f) * 4;
+            let ihl = usize::from(first & 0x0f) * 4;
             if ihl < 20 || *p.get(9)? != 6 {
                 return None;
             }
             let src = Ipv4Addr::from(<[u8; 4]>::try_from(p.get(12..16)?).ok()?);
             let dst = Ipv4Addr::from(<[u8; 4]>::try_from(p.get(16..20)?).ok()?);
-            (IpAddr::V4(src), IpAddr::V4(dst), p[8], p.get(ihl..)?)
+            (IpAddr::V4(src), IpAddr::V4(dst), *p.get(8)?, p.get(ihl..)?)
         }
         6 => {
             // Extension headers before TCP are rare on a SYN; skipped.
@@ -84,11 +109,11 @@ pub fn parse_ip_tcp(p: &[u8]) -> Option<Probe> {
             }
             let src = Ipv6Addr::from(<[u8; 16]>::try_from(p.get(8..24)?).ok()?);
             let dst = Ipv6Addr::from(<[u8; 16]>::try_from(p.get(24..40)?).ok()?);
-            (IpAddr::V6(src), IpAddr::V6(dst), p[7], p.get(40..)?)
+            (IpAddr::V6(src), IpAddr::V6(dst), *p.get(7)?, p.get(40..)?)
         }
         _ => return None,
     };
-    let t = tcp.get(..16)?;
+    let t = tcp.first_chunk::<16>()?;
     Some(Probe {
         src: SocketAddr::new(src.to_canonical(), u16::from_be_bytes([t[0], t[1]])),
         dst: SocketAddr::new(dst.to_canonical(), u16::from_be_bytes([t[2], t[3]])),

@@ -17,6 +17,21 @@
 //! (after which, as the specification says, the connection is closed: the
 //! stream can no longer be split).
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        clippy::cast_possible_truncation,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+
 /// Longest header: 9 + 1 + 32 + 1 + 9 digits and separators, plus the SP
 /// before DATA.
 pub const MAX_HEADER: usize = 53;
@@ -70,13 +85,30 @@ pub enum RelpError {
 /// starts with `<` at once. `None` until enough bytes are there to tell.
 pub fn looks_like_relp(head: &[u8]) -> Option<bool> {
     let digits = head.iter().take_while(|b| b.is_ascii_digit()).count();
-    match head.get(digits) {
-        None if digits <= 9 => None,
-        Some(b' ') if (1..=9).contains(&digits) => {
-            head.get(digits + 1).map(|b| b.is_ascii_alphabetic())
+    match head.get(digits..).unwrap_or_default() {
+        [] if digits <= 9 => None,
+        [b' ', after @ ..] if (1..=9).contains(&digits) => {
+            after.first().map(u8::is_ascii_alphabetic)
         }
         _ => Some(false),
     }
+}
+
+/// `s` split at the first byte among its first `max` that `is_sep` accepts:
+/// the bytes before it, the byte, and the bytes after it.
+fn split_at_sep(s: &[u8], max: usize, is_sep: impl Fn(u8) -> bool) -> Option<(&[u8], u8, &[u8])> {
+    let at = s.iter().take(max).position(|&b| is_sep(b))?;
+    let (before, from) = s.split_at_checked(at)?;
+    let (&sep, after) = from.split_first()?;
+    Some((before, sep, after))
+}
+
+/// How many bytes of `buf` come before `rest`.
+#[allow(clippy::arithmetic_side_effects)]
+fn consumed(buf: &[u8], rest: &[u8]) -> usize {
+    // why it cannot panic: every caller passes a `rest` split off the end of
+    // `buf`, so it is never the longer one.
+    buf.len() - rest.len()
 }
 
 fn number(field: &[u8]) -> Option<u32> {
@@ -90,69 +122,58 @@ fn number(field: &[u8]) -> Option<u32> {
 /// else the frame and how many bytes it took.
 pub fn decode(buf: &[u8], max_data: usize) -> Result<Option<(usize, Frame<'_>)>, RelpError> {
     // TXNR
-    let Some(sp1) = buf.iter().take(10).position(|&b| b == b' ') else {
+    let Some((txnr, _, rest)) = split_at_sep(buf, 10, |b| b == b' ') else {
         return if buf.len() >= 10 || !buf.iter().all(u8::is_ascii_digit) {
             Err(RelpError::BadTxnr)
         } else {
             Ok(None)
         };
     };
-    let txnr = number(&buf[..sp1]).ok_or(RelpError::BadTxnr)?;
+    let txnr = number(txnr).ok_or(RelpError::BadTxnr)?;
     // COMMAND
-    let rest = &buf[sp1 + 1..];
-    let Some(sp2) = rest.iter().take(33).position(|&b| b == b' ') else {
+    let Some((command, _, rest)) = split_at_sep(rest, 33, |b| b == b' ') else {
         return if rest.len() >= 33 || !rest.iter().all(u8::is_ascii_alphabetic) {
             Err(RelpError::BadCommand)
         } else {
             Ok(None)
         };
     };
-    let command = &rest[..sp2];
     if command.is_empty() || !command.iter().all(u8::is_ascii_alphabetic) {
         return Err(RelpError::BadCommand);
     }
     let command = std::str::from_utf8(command).map_err(|_| RelpError::BadCommand)?;
     // DATALEN, ended by SP (data follows) or LF (no data)
-    let rest = &rest[sp2 + 1..];
-    let Some(end) = rest.iter().take(10).position(|&b| b == b' ' || b == b'\n') else {
+    let Some((datalen, sep, rest)) = split_at_sep(rest, 10, |b| b == b' ' || b == b'\n') else {
         return if rest.len() >= 10 || !rest.iter().all(u8::is_ascii_digit) {
             Err(RelpError::BadDataLen)
         } else {
             Ok(None)
         };
     };
-    let len = number(&rest[..end]).ok_or(RelpError::BadDataLen)? as usize;
+    let len = number(datalen).ok_or(RelpError::BadDataLen)? as usize;
     if len > max_data {
         return Err(RelpError::TooLong { len, max: max_data });
     }
-    let header = sp1 + 1 + sp2 + 1 + end;
-    let (data_at, total) = match (rest[end], len) {
-        (b'\n', 0) => {
-            return Ok(Some((
-                header + 1,
-                Frame {
-                    txnr,
-                    command,
-                    data: &[],
-                },
-            )));
-        }
+    let (data, rest) = match (sep, len) {
+        (b'\n', 0) => (&[][..], rest),
         (b'\n', _) => return Err(RelpError::BadTrailer),
         // `0 serverclose 0 \n` style: a space, no data, then LF.
-        (_, _) => (header + 1, header + 1 + len + 1),
+        (_, _) => {
+            let Some((data, [trailer, rest @ ..])) = rest.split_at_checked(len) else {
+                return Ok(None);
+            };
+            if *trailer != b'\n' {
+                return Err(RelpError::BadTrailer);
+            }
+            (data, rest)
+        }
     };
-    if buf.len() < total {
-        return Ok(None);
-    }
-    if buf[total - 1] != b'\n' {
-        return Err(RelpError::BadTrailer);
-    }
     Ok(Some((
-        total,
+        consumed(buf, rest),
         Frame {
             txnr,
             command,
-            data: &buf[data_at..data_at + len],
+            data,
         },
     )))
 }
@@ -188,16 +209,19 @@ pub fn parse_response(data: &[u8]) -> Option<Response<'_>> {
             data: &[],
         });
     }
-    let (line, rest) = match data.iter().position(|&b| b == b'\n') {
-        Some(i) => (&data[..i], &data[i + 1..]),
-        None => (data, &data[data.len()..]),
+    let (line, rest) = match split_at_sep(data, usize::MAX, |b| b == b'\n') {
+        Some((line, _, rest)) => (line, rest),
+        None => (data, &[][..]),
     };
-    let code = line.get(..3).filter(|c| c.iter().all(u8::is_ascii_digit))?;
+    let (code, after) = line.split_at_checked(3)?;
+    if !code.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
     let code: u16 = std::str::from_utf8(code).ok()?.parse().ok()?;
-    let text = match line.get(3) {
-        None => "",
-        Some(b' ') => std::str::from_utf8(&line[4..]).unwrap_or(""),
-        Some(_) => return None,
+    let text = match after {
+        [] => "",
+        [b' ', text @ ..] => std::str::from_utf8(text).unwrap_or(""),
+        _ => return None,
     };
     Some(Response {
         code,
@@ -248,7 +272,8 @@ pub fn fuzz_relp(data: &[u8]) {
     while let Ok(Some((n, f))) = decode(buf, 4096) {
         let _ = parse_response(f.data);
         let _ = parse_offers(f.data);
-        buf = &buf[n..];
+        assert!(n <= buf.len(), "decode consumed more than it was given");
+        buf = buf.get(n..).unwrap_or_default();
     }
 }
 

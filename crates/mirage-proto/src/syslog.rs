@@ -23,6 +23,21 @@
 //! Every length is capped ([`Limits`]), every number parsed with checked
 //! arithmetic, and garbage comes back as a [`SyslogError`], never a panic.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        clippy::cast_possible_truncation,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+
 use std::borrow::Cow;
 
 /// Hard limits on what the decoder and the parser accept.
@@ -147,14 +162,14 @@ impl FrameDecoder {
     ) -> Result<(usize, Option<FrameEvent<'a>>), SyslogError> {
         if self.skip > 0 {
             let n = self.skip.min(buf.len());
-            self.skip -= n;
+            self.skip = self.skip.saturating_sub(n);
             return Ok((n, None));
         }
         if self.skip_line {
-            return Ok(match memchr_lf(buf) {
-                Some(i) => {
+            return Ok(match first_line(buf) {
+                Some((_, n)) => {
                     self.skip_line = false;
-                    (i + 1, None)
+                    (n, None)
                 }
                 None => (buf.len(), None),
             });
@@ -172,33 +187,37 @@ impl FrameDecoder {
             return Ok((0, None));
         };
         if first.is_ascii_digit() {
-            let digits = buf.iter().take_while(|b| b.is_ascii_digit()).count();
-            match buf.get(digits) {
-                None if digits <= MAX_COUNT_DIGITS => return Ok((0, None)),
-                Some(b' ') => {
-                    if digits > MAX_COUNT_DIGITS || first == b'0' {
+            let (count, rest) = split_while(buf, usize::MAX, u8::is_ascii_digit);
+            match rest {
+                [] if count.len() <= MAX_COUNT_DIGITS => return Ok((0, None)),
+                [b' ', ..] => {
+                    if count.len() > MAX_COUNT_DIGITS || first == b'0' {
                         return Err(SyslogError::BadOctetCount);
                     }
-                    let len = parse_digits(&buf[..digits]).ok_or(SyslogError::BadOctetCount)?;
-                    let start = digits + 1;
+                    let len = parse_digits(count).ok_or(SyslogError::BadOctetCount)?;
+                    // The frame follows the count and its space; it may end
+                    // beyond what has arrived.
+                    let start = count
+                        .len()
+                        .checked_add(1)
+                        .ok_or(SyslogError::BadOctetCount)?;
+                    let Some(end) = start.checked_add(len) else {
+                        return Err(SyslogError::BadOctetCount);
+                    };
                     if len > self.max_frame {
-                        let have = buf.len() - start;
-                        let n = have.min(len);
-                        self.skip = len - n;
+                        // Drop what has arrived of it now, the rest as it comes.
+                        self.skip = end.saturating_sub(buf.len());
                         return Ok((
-                            start + n,
+                            end.min(buf.len()),
                             Some(FrameEvent::Oversized {
                                 framing: Framing::OctetCounted,
                             }),
                         ));
                     }
-                    let Some(end) = start.checked_add(len) else {
-                        return Err(SyslogError::BadOctetCount);
-                    };
-                    if buf.len() < end {
+                    let Some(frame) = buf.get(start..end) else {
                         return Ok((0, None));
-                    }
-                    let data = trim_line_end(&buf[start..end]);
+                    };
+                    let data = trim_line_end(frame);
                     return Ok((
                         end,
                         Some(FrameEvent::Frame {
@@ -212,21 +231,24 @@ impl FrameDecoder {
                 _ => {}
             }
         }
-        match memchr_lf(buf) {
-            Some(i) if i <= self.max_frame + 1 => Ok((
-                i + 1,
+        // A line may have one byte more than a frame: its CR. Saturating, as
+        // `max_frame` may be `usize::MAX` (no limit).
+        let max_line = self.max_frame.saturating_add(1);
+        match first_line(buf) {
+            Some((line, n)) if line.len() <= max_line => Ok((
+                n,
                 Some(FrameEvent::Frame {
                     framing: Framing::LineFeed,
-                    data: trim_line_end(&buf[..i]),
+                    data: trim_line_end(line),
                 }),
             )),
-            Some(i) => Ok((
-                i + 1,
+            Some((_, n)) => Ok((
+                n,
                 Some(FrameEvent::Oversized {
                     framing: Framing::LineFeed,
                 }),
             )),
-            None if buf.len() > self.max_frame + 1 => {
+            None if buf.len() > max_line => {
                 self.skip_line = true;
                 Ok((
                     buf.len(),
@@ -245,20 +267,37 @@ impl FrameDecoder {
         if self.skip > 0 || self.skip_line {
             return None;
         }
-        let data = trim_line_end(buf);
-        let data = match data
-            .iter()
-            .position(|b| !matches!(b, b'\n' | b'\r' | b'\0' | b' '))
-        {
-            Some(i) => &data[i..],
-            None => return None,
-        };
-        (data.len() <= self.max_frame).then_some(data)
+        let (_, data) = split_while(trim_line_end(buf), usize::MAX, |b| {
+            matches!(b, b'\n' | b'\r' | b'\0' | b' ')
+        });
+        (!data.is_empty() && data.len() <= self.max_frame).then_some(data)
     }
 }
 
-fn memchr_lf(buf: &[u8]) -> Option<usize> {
-    buf.iter().position(|&b| b == b'\n')
+/// The first line of `buf` without its LF, and how many bytes it takes with
+/// the LF; `None` until the LF has arrived.
+fn first_line(buf: &[u8]) -> Option<(&[u8], usize)> {
+    let with_lf = buf.split_inclusive(|&b| b == b'\n').next()?;
+    Some((with_lf.strip_suffix(b"\n")?, with_lf.len()))
+}
+
+/// `s` split after its longest prefix, of at most `max` bytes, whose bytes
+/// all satisfy `keep`.
+fn split_while(s: &[u8], max: usize, keep: impl Fn(&u8) -> bool) -> (&[u8], &[u8]) {
+    let n = s.iter().take(max).take_while(|b| keep(b)).count();
+    // `n` counts bytes of `s`, so the split is always there.
+    s.split_at_checked(n).unwrap_or((s, &[]))
+}
+
+/// `s` before and after its byte at `i`.
+fn split_around(s: &[u8], i: usize) -> Option<(&[u8], &[u8])> {
+    let (before, from) = s.split_at_checked(i)?;
+    Some((before, from.split_first()?.1))
+}
+
+/// The value of an ASCII digit.
+fn digit(b: u8) -> Option<u8> {
+    b.checked_sub(b'0').filter(|&d| d < 10)
 }
 
 fn trim_line_end(mut data: &[u8]) -> &[u8] {
@@ -271,10 +310,7 @@ fn trim_line_end(mut data: &[u8]) -> &[u8] {
 fn parse_digits(d: &[u8]) -> Option<usize> {
     let mut n: usize = 0;
     for &b in d {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        n = n.checked_mul(10)?.checked_add(usize::from(b - b'0'))?;
+        n = n.checked_mul(10)?.checked_add(usize::from(digit(b)?))?;
     }
     Some(n)
 }
@@ -316,19 +352,24 @@ impl Timestamp {
     ///
     /// A missing year is taken from `default_year`; a missing offset from
     /// `default_offset_minutes` (the sender's local zone, usually UTC for
-    /// servers). Returns `None` for impossible dates (Feb 30).
+    /// servers). Returns `None` for impossible dates (Feb 30), and for dates
+    /// too far from 1970 (some 292 000 years) to count in microseconds.
     pub fn to_unix_micros(&self, default_year: i32, default_offset_minutes: i16) -> Option<i64> {
         let year = self.year.unwrap_or(default_year);
         if self.day > days_in_month(year, self.month) {
             return None;
         }
         let days = days_from_civil(year, self.month, self.day);
+        // why it cannot overflow: the days of an i32 year are below 2^40, so
+        // in seconds below 2^57, and the other terms are u8 and i16 values.
+        #[allow(clippy::arithmetic_side_effects)]
         let secs = days * 86_400
             + i64::from(self.hour) * 3600
             + i64::from(self.minute) * 60
             + i64::from(self.second)
             - i64::from(self.offset_minutes.unwrap_or(default_offset_minutes)) * 60;
-        Some(secs * 1_000_000 + i64::from(self.micros))
+        secs.checked_mul(1_000_000)?
+            .checked_add(i64::from(self.micros))
     }
 
     /// For a year-less (BSD) stamp: the year that puts it closest to
@@ -340,10 +381,15 @@ impl Timestamp {
         }
         let ref_year = civil_year(reference_unix_micros.div_euclid(86_400_000_000));
         let mut best = ref_year;
-        let mut best_dist = i64::MAX;
-        for y in [ref_year - 1, ref_year, ref_year + 1] {
+        let mut best_dist = u64::MAX;
+        let candidates = [
+            ref_year.checked_sub(1),
+            Some(ref_year),
+            ref_year.checked_add(1),
+        ];
+        for y in candidates.into_iter().flatten() {
             if let Some(t) = self.to_unix_micros(y, 0) {
-                let d = (t - reference_unix_micros).abs();
+                let d = t.abs_diff(reference_unix_micros);
                 if d < best_dist {
                     best = y;
                     best_dist = d;
@@ -370,6 +416,9 @@ fn days_in_month(y: i32, m: u8) -> u8 {
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
 /// algorithm).
+// why it cannot overflow: an i32 year and u8 month and day keep every
+// intermediate within ±2^40 in i64.
+#[allow(clippy::arithmetic_side_effects)]
 fn days_from_civil(y: i32, m: u8, d: u8) -> i64 {
     let y = i64::from(y) - i64::from(m <= 2);
     let era = y.div_euclid(400);
@@ -380,10 +429,18 @@ fn days_from_civil(y: i32, m: u8, d: u8) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+// why it cannot overflow: once `z` is in range, `doe` is below 146 097 and
+// `era` within ±2^46, so every intermediate is far within i64.
+#[allow(clippy::arithmetic_side_effects)]
 fn civil_year(days: i64) -> i32 {
-    let z = days + 719_468;
+    // Only a day count within 719 468 of i64::MAX overflows here: a year far
+    // beyond i32, where the result saturates anyway.
+    let Some(z) = days.checked_add(719_468) else {
+        return i32::MAX;
+    };
     let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
+    // The same as `z - era * 146_097`, which could overflow near i64::MIN.
+    let doe = z.rem_euclid(146_097);
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
@@ -474,30 +531,28 @@ pub fn parse_unprefixed(line: &[u8]) -> Result<SyslogMessage<'_>, SyslogError> {
 
 fn parse_pri(frame: &[u8]) -> Result<(u8, &[u8]), SyslogError> {
     let rest = frame.strip_prefix(b"<").ok_or(SyslogError::MissingPri)?;
-    let digits = rest
-        .iter()
-        .take(4)
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    if digits == 0 || digits > 3 || rest.get(digits) != Some(&b'>') {
+    let (digits, rest) = split_while(rest, 4, u8::is_ascii_digit);
+    let rest = match rest {
+        [b'>', rest @ ..] if (1..=3).contains(&digits.len()) => rest,
+        _ => return Err(SyslogError::BadPri),
+    };
+    if digits.len() > 1 && digits.starts_with(b"0") {
         return Err(SyslogError::BadPri);
     }
-    if digits > 1 && rest[0] == b'0' {
-        return Err(SyslogError::BadPri);
+    let v = parse_digits(digits).ok_or(SyslogError::BadPri)?;
+    match u8::try_from(v) {
+        Ok(v) if v <= 191 => Ok((v, rest)),
+        _ => Err(SyslogError::BadPri),
     }
-    let v = parse_digits(&rest[..digits]).ok_or(SyslogError::BadPri)?;
-    if v > 191 {
-        return Err(SyslogError::BadPri);
-    }
-    Ok((v as u8, &rest[digits + 1..]))
 }
 
 /// Split off the next space-delimited token.
 fn token(input: &[u8]) -> (&[u8], &[u8]) {
-    match input.iter().position(|&b| b == b' ') {
-        Some(i) => (&input[..i], &input[i + 1..]),
-        None => (input, &[]),
-    }
+    input
+        .iter()
+        .position(|&b| b == b' ')
+        .and_then(|i| split_around(input, i))
+        .unwrap_or((input, &[]))
 }
 
 fn header_field<'a>(
@@ -604,36 +659,40 @@ fn parse_sd<'a>(
 }
 
 fn sd_name(input: &[u8]) -> Result<(&str, &[u8]), SyslogError> {
-    let n = input
-        .iter()
-        .take_while(|&&b| (33..=126).contains(&b) && !matches!(b, b'=' | b']' | b'"' | b' '))
-        .count();
-    if n == 0 || n > MAX_SD_NAME {
+    let (name, rest) = split_while(input, usize::MAX, |&b| {
+        (33..=126).contains(&b) && !matches!(b, b'=' | b']' | b'"' | b' ')
+    });
+    if name.is_empty() || name.len() > MAX_SD_NAME {
         return Err(SyslogError::BadStructuredData);
     }
-    let name = std::str::from_utf8(&input[..n]).map_err(|_| SyslogError::BadStructuredData)?;
-    Ok((name, &input[n..]))
+    let name = std::str::from_utf8(name).map_err(|_| SyslogError::BadStructuredData)?;
+    Ok((name, rest))
 }
 
 /// A PARAM-VALUE up to its closing quote; `\"`, `\\` and `\]` unescaped
 /// (other backslashes kept, as RFC 5424 §6.3.3 says).
 fn sd_value(input: &[u8]) -> Result<(Cow<'_, str>, &[u8]), SyslogError> {
-    let mut i = 0;
+    let mut bytes = input.iter().enumerate();
     let mut escaped = false;
-    while i < input.len() {
-        match input[i] {
+    let mut close = None;
+    while let Some((i, &b)) = bytes.next() {
+        match b {
             b'\\' => {
                 escaped = true;
-                i += 2;
+                // The escaped byte, even a quote, does not end the value.
+                bytes.next();
             }
-            b'"' => break,
-            _ => i += 1,
+            b'"' => {
+                close = Some(i);
+                break;
+            }
+            _ => {}
         }
     }
-    if i >= input.len() {
-        return Err(SyslogError::BadStructuredData);
-    }
-    let raw = std::str::from_utf8(&input[..i]).map_err(|_| SyslogError::BadStructuredData)?;
+    let (raw, rest) = close
+        .and_then(|i| split_around(input, i))
+        .ok_or(SyslogError::BadStructuredData)?;
+    let raw = std::str::from_utf8(raw).map_err(|_| SyslogError::BadStructuredData)?;
     let value = if escaped {
         let mut out = String::with_capacity(raw.len());
         let mut chars = raw.chars();
@@ -655,14 +714,11 @@ fn sd_value(input: &[u8]) -> Result<(Cow<'_, str>, &[u8]), SyslogError> {
     } else {
         Cow::Borrowed(raw)
     };
-    Ok((value, &input[i + 1..]))
+    Ok((value, rest))
 }
 
-fn two(b: &[u8]) -> Option<u8> {
-    match b {
-        [a, c] if a.is_ascii_digit() && c.is_ascii_digit() => Some((a - b'0') * 10 + (c - b'0')),
-        _ => None,
-    }
+fn two(tens: u8, ones: u8) -> Option<u8> {
+    digit(tens)?.checked_mul(10)?.checked_add(digit(ones)?)
 }
 
 /// RFC 3339 (`2026-11-21T11:09:34.324895+00:00`, `…Z`), fraction optional.
@@ -670,42 +726,45 @@ fn parse_rfc3339(s: &[u8]) -> Option<Timestamp> {
     if s.len() < 20 || s.len() > 40 {
         return None;
     }
-    let year = parse_digits(s.get(0..4)?)? as i32;
-    if s[4] != b'-'
-        || s[7] != b'-'
-        || !matches!(s[10], b'T' | b't')
-        || s[13] != b':'
-        || s[16] != b':'
+    let (h, mut rest) = s.split_first_chunk::<19>()?;
+    if h[4] != b'-'
+        || h[7] != b'-'
+        || !matches!(h[10], b'T' | b't')
+        || h[13] != b':'
+        || h[16] != b':'
     {
         return None;
     }
-    let month = two(&s[5..7])?;
-    let day = two(&s[8..10])?;
-    let hour = two(&s[11..13])?;
-    let minute = two(&s[14..16])?;
-    let second = two(&s[17..19])?;
-    let mut rest = &s[19..];
+    let year = i32::try_from(parse_digits(&h[0..4])?).ok()?;
+    let month = two(h[5], h[6])?;
+    let day = two(h[8], h[9])?;
+    let hour = two(h[11], h[12])?;
+    let minute = two(h[14], h[15])?;
+    let second = two(h[17], h[18])?;
     let mut micros = 0u32;
     if let Some(frac) = rest.strip_prefix(b".") {
-        let n = frac.iter().take_while(|b| b.is_ascii_digit()).count();
-        if n == 0 || n > 9 {
+        let (digits, after) = split_while(frac, usize::MAX, u8::is_ascii_digit);
+        if digits.is_empty() || digits.len() > 9 {
             return None;
         }
-        for (k, &d) in frac[..n].iter().take(6).enumerate() {
-            micros += u32::from(d - b'0') * 10u32.pow(5 - k as u32);
+        // Microseconds are the first six digits, the missing ones zeros.
+        let mut six = *b"000000";
+        for (to, from) in six.iter_mut().zip(digits) {
+            *to = *from;
         }
-        rest = &frac[n..];
+        micros = u32::try_from(parse_digits(&six)?).ok()?;
+        rest = after;
     }
     let offset = match rest {
         [b'Z' | b'z'] => 0i16,
         [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-            let h = two(&[*h1, *h2])?;
-            let m = two(&[*m1, *m2])?;
+            let h = two(*h1, *h2)?;
+            let m = two(*m1, *m2)?;
             if h > 23 || m > 59 {
                 return None;
             }
-            let v = i16::from(h) * 60 + i16::from(m);
-            if *sign == b'-' { -v } else { v }
+            let v = i16::from(h).checked_mul(60)?.checked_add(i16::from(m))?;
+            if *sign == b'-' { v.checked_neg()? } else { v }
         }
         _ => return None,
     };
@@ -737,21 +796,24 @@ const MONTHS: [&[u8; 3]; 12] = [
 
 /// Classic BSD stamp `Mmm dd hh:mm:ss` (day space-padded), exactly 15 bytes.
 fn parse_bsd_time(s: &[u8]) -> Option<Timestamp> {
-    if s.len() < 15 || s[3] != b' ' || s[6] != b' ' || s[9] != b':' || s[12] != b':' {
+    let s = s.first_chunk::<15>()?;
+    if s[3] != b' ' || s[6] != b' ' || s[9] != b':' || s[12] != b':' {
         return None;
     }
-    let month = MONTHS.iter().position(|m| m[..] == s[..3])? as u8 + 1;
-    let day = match &s[4..6] {
-        [b' ', d] if d.is_ascii_digit() => d - b'0',
-        d => two(d)?,
+    let month = (1..=12)
+        .zip(MONTHS)
+        .find_map(|(n, m)| (m[..] == s[..3]).then_some(n))?;
+    let day = match (s[4], s[5]) {
+        (b' ', d) => digit(d)?,
+        (t, d) => two(t, d)?,
     };
     let ts = Timestamp {
         year: None,
         month,
         day,
-        hour: two(&s[7..9])?,
-        minute: two(&s[10..12])?,
-        second: two(&s[13..15])?,
+        hour: two(s[7], s[8])?,
+        minute: two(s[10], s[11])?,
+        second: two(s[13], s[14])?,
         micros: 0,
         offset_minutes: None,
     };
@@ -759,8 +821,7 @@ fn parse_bsd_time(s: &[u8]) -> Option<Timestamp> {
 }
 
 fn parse_3164(input: &[u8]) -> Result<SyslogMessage<'_>, SyslogError> {
-    let (timestamp, rest) = if let Some(ts) = parse_bsd_time(input) {
-        let rest = &input[15..];
+    let (timestamp, rest) = if let Some((ts, rest)) = parse_bsd_time(input).zip(input.get(15..)) {
         (Some(ts), rest.strip_prefix(b" ").unwrap_or(rest))
     } else if input.first().is_some_and(u8::is_ascii_digit) {
         let (tok, rest) = token(input);
@@ -807,29 +868,30 @@ fn parse_3164(input: &[u8]) -> Result<SyslogMessage<'_>, SyslogError> {
 /// `TAG[PID]: MSG` or `TAG: MSG`; if the text does not start with a tag, the
 /// whole text is the message.
 fn split_tag(input: &[u8]) -> (Option<&str>, Option<&str>, &[u8]) {
-    let n = input
-        .iter()
-        .take(MAX_TAG + 1)
-        .take_while(|&&b| (33..=126).contains(&b) && !matches!(b, b'[' | b':'))
-        .count();
-    if n == 0 || n > MAX_TAG {
+    let (tag, mut rest) = split_while(input, MAX_TAG + 1, |&b| {
+        (33..=126).contains(&b) && !matches!(b, b'[' | b':')
+    });
+    if tag.is_empty() || tag.len() > MAX_TAG {
         return (None, None, input);
     }
-    let Ok(tag) = std::str::from_utf8(&input[..n]) else {
+    let Ok(tag) = std::str::from_utf8(tag) else {
         return (None, None, input);
     };
-    let mut rest = &input[n..];
     let mut procid = None;
     if let Some(r) = rest.strip_prefix(b"[") {
-        let Some(close) = r.iter().take(MAX_PROCID + 1).position(|&b| b == b']') else {
+        let Some((pid, after)) = r
+            .iter()
+            .take(MAX_PROCID + 1)
+            .position(|&b| b == b']')
+            .and_then(|close| split_around(r, close))
+        else {
             return (None, None, input);
         };
-        let pid = &r[..close];
         if pid.is_empty() || !pid.iter().all(|b| (33..=126).contains(b)) {
             return (None, None, input);
         }
         procid = std::str::from_utf8(pid).ok();
-        rest = &r[close + 1..];
+        rest = after;
     }
     match rest {
         [b':', b' ', msg @ ..] => (Some(tag), procid, msg),
@@ -849,8 +911,11 @@ pub fn fuzz_syslog(data: &[u8]) {
     let mut buf = data;
     let mut guard = 0usize;
     loop {
-        guard += 1;
-        assert!(guard <= data.len() + 2, "decoder made no progress");
+        guard = guard.saturating_add(1);
+        assert!(
+            guard <= data.len().saturating_add(2),
+            "decoder made no progress"
+        );
         match dec.decode(buf) {
             Ok((0, None)) => break,
             Ok((n, ev)) => {
@@ -858,7 +923,7 @@ pub fn fuzz_syslog(data: &[u8]) {
                 if let Some(FrameEvent::Frame { data: frame, .. }) = ev {
                     let _ = parse(frame);
                 }
-                buf = &buf[n..];
+                buf = buf.get(n..).unwrap_or_default();
             }
             Err(_) => break,
         }

@@ -4,6 +4,21 @@
 //! for is refused, one we asked for is acknowledged silently), and a
 //! subnegotiation keeps at most [`MAX_SB`] bytes.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        clippy::cast_possible_truncation,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+
 /// Interpret as command.
 pub const IAC: u8 = 255;
 /// DONT.
@@ -217,12 +232,12 @@ pub fn fuzz_parse(data: &[u8]) {
     for (dos, wills) in [(&[][..], &[][..]), (&[TTYPE, NAWS][..], &[ECHO, SGA][..])] {
         let mut p = TelnetParser::new(dos, wills);
         let (a, b) = data.split_at(data.len() / 2);
-        let (mut total, mut replies) = (0, 0);
+        let (mut total, mut replies) = (0usize, 0usize);
         for part in [a, b] {
             let r = p.feed(part);
-            total += r.data.len();
+            total = total.saturating_add(r.data.len());
             // Each 3-byte refusal answers a 3-byte request (which may span chunks).
-            replies += r.reply.len();
+            replies = replies.saturating_add(r.reply.len());
             assert!(replies <= data.len());
             for e in &r.events {
                 if let TelnetEvent::Sub { data, .. } = e {

@@ -44,6 +44,20 @@
 //!   those.
 //!
 //! [`fuzz_parse`] is the fuzz target's entry point.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        clippy::cast_possible_truncation,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 use std::fmt::Write as _;
 
@@ -167,11 +181,11 @@ pub fn parse_client_hello(buf: &[u8]) -> Result<ClientHello, HelloError> {
 /// message (header included) and the bytes its records took.
 fn reassemble(buf: &[u8]) -> Result<(u16, Vec<u8>, usize), HelloError> {
     use HelloError::{Incomplete, Invalid};
-    let mut pos = 0usize;
+    // The input after the records joined so far.
+    let mut rest = buf;
     let mut message: Vec<u8> = Vec::new();
     let mut record_version = 0u16;
     for index in 0..MAX_RECORDS {
-        let rest = &buf[pos..];
         // Judge the header bytes that are there before asking for more, so
         // garbage is refused at its first byte.
         if let Some(&t) = rest.first()
@@ -191,11 +205,13 @@ fn reassemble(buf: &[u8]) -> Result<(u16, Vec<u8>, usize), HelloError> {
         if bad_version {
             return Err(Invalid("bad record version"));
         }
-        if rest.len() < RECORD_HEADER {
+        let Some((&[_, major, minor, len_hi, len_lo], body)) =
+            rest.split_first_chunk::<RECORD_HEADER>()
+        else {
             return Err(Incomplete);
-        }
-        let version = u16::from_be_bytes([rest[1], rest[2]]);
-        let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
+        };
+        let version = u16::from_be_bytes([major, minor]);
+        let len = usize::from(u16::from_be_bytes([len_hi, len_lo]));
         if len == 0 {
             return Err(Invalid("empty handshake record"));
         }
@@ -205,13 +221,12 @@ fn reassemble(buf: &[u8]) -> Result<(u16, Vec<u8>, usize), HelloError> {
         if index == 0 {
             record_version = version;
         }
-        let body = &rest[RECORD_HEADER..];
-        let avail = &body[..body.len().min(len)];
+        let (avail, after) = body.split_at_checked(len).unwrap_or((body, &[]));
         // The handshake header is checked as soon as its bytes are there,
         // and the declared sizes before waiting for the bytes.
         let total = handshake_total(&message, avail)?;
         if let Some(total) = total
-            && message.len() + len > total
+            && message.len().checked_add(len).is_none_or(|n| n > total)
         {
             // A second handshake message in the hello's record: no client
             // sends one before the server's reply.
@@ -221,9 +236,12 @@ fn reassemble(buf: &[u8]) -> Result<(u16, Vec<u8>, usize), HelloError> {
             return Err(Incomplete);
         }
         message.extend_from_slice(avail);
-        pos += RECORD_HEADER + len;
+        rest = after;
         if total == Some(message.len()) {
-            return Ok((record_version, message, pos));
+            // why it cannot overflow: `rest` is a suffix of `buf`.
+            #[allow(clippy::arithmetic_side_effects)]
+            let wire_len = buf.len() - rest.len();
+            return Ok((record_version, message, wire_len));
         }
     }
     Err(Invalid("ClientHello split into too many records"))
@@ -246,10 +264,14 @@ fn handshake_total(message: &[u8], more: &[u8]) -> Result<Option<usize>, HelloEr
         return Ok(None);
     };
     let declared = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
+    let too_large = HelloError::Invalid("ClientHello too large");
     if declared > MAX_HANDSHAKE {
-        return Err(HelloError::Invalid("ClientHello too large"));
+        return Err(too_large);
     }
-    Ok(Some(HANDSHAKE_HEADER + declared))
+    HANDSHAKE_HEADER
+        .checked_add(declared)
+        .map(Some)
+        .ok_or(too_large)
 }
 
 /// A bounded cursor: reads return `None` instead of going past the end.
@@ -265,18 +287,20 @@ impl<'a> Reader<'a> {
         self.buf.is_empty()
     }
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.buf.len() < n {
-            return None;
-        }
-        let (head, tail) = self.buf.split_at(n);
+        let (head, tail) = self.buf.split_at_checked(n)?;
         self.buf = tail;
         Some(head)
     }
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, tail) = self.buf.split_first_chunk::<N>()?;
+        self.buf = tail;
+        Some(*head)
+    }
     fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
+        self.array().map(|[b]| b)
     }
     fn u16(&mut self) -> Option<u16> {
-        self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+        self.array().map(u16::from_be_bytes)
     }
     /// A sub-reader over a field with a 1-byte length prefix.
     fn vec8(&mut self) -> Option<Reader<'a>> {
@@ -290,15 +314,11 @@ impl<'a> Reader<'a> {
     }
     /// The rest as big-endian u16 values; `None` for an odd length.
     fn u16_list(self) -> Option<Vec<u16>> {
-        if !self.buf.len().is_multiple_of(2) {
+        let (pairs, odd) = self.buf.as_chunks::<2>();
+        if !odd.is_empty() {
             return None;
         }
-        Some(
-            self.buf
-                .chunks_exact(2)
-                .map(|c| u16::from_be_bytes([c[0], c[1]]))
-                .collect(),
-        )
+        Some(pairs.iter().map(|&p| u16::from_be_bytes(p)).collect())
     }
 }
 
@@ -308,9 +328,10 @@ fn parse_body(body: &[u8]) -> Result<ClientHello, HelloError> {
     let legacy_version = r.u16().ok_or(Invalid("truncated version"))?;
     r.take(32).ok_or(Invalid("truncated random"))?;
     let session_id = r.vec8().ok_or(Invalid("truncated session id"))?;
-    if session_id.buf.len() > 32 {
-        return Err(Invalid("session id longer than 32 bytes"));
-    }
+    let session_id_len = u8::try_from(session_id.buf.len())
+        .ok()
+        .filter(|&n| n <= 32)
+        .ok_or(Invalid("session id longer than 32 bytes"))?;
     let cipher_suites = r
         .vec16()
         .ok_or(Invalid("truncated cipher suites"))?
@@ -324,7 +345,7 @@ fn parse_body(body: &[u8]) -> Result<ClientHello, HelloError> {
     let mut hello = ClientHello {
         record_version: 0,
         legacy_version,
-        session_id_len: session_id.buf.len() as u8,
+        session_id_len,
         cipher_suites,
         compression_methods,
         extensions: Vec::new(),
@@ -401,7 +422,7 @@ fn decode_extension(
                 let name_type = list.u8().ok_or(Invalid("bad server_name"))?;
                 let name = list.vec16().ok_or(Invalid("bad server_name"))?.buf;
                 if name_type == 0 && hello.server_name_raw.is_none() {
-                    hello.server_name_raw = Some(name[..name.len().min(MAX_SNI_RAW)].to_vec());
+                    hello.server_name_raw = Some(name.get(..MAX_SNI_RAW).unwrap_or(name).to_vec());
                     hello.server_name = dns_name(name);
                 }
             }
@@ -486,7 +507,8 @@ fn join_decimal<T: std::fmt::Display>(out: &mut String, values: impl Iterator<It
 }
 
 fn join_hex(values: &[u16]) -> String {
-    let mut out = String::with_capacity(values.len() * 5);
+    // Only a capacity hint: saturating cannot change the text.
+    let mut out = String::with_capacity(values.len().saturating_mul(5));
     for (i, v) in values.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -497,7 +519,8 @@ fn join_hex(values: &[u16]) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
+    // Only a capacity hint: saturating cannot change the text.
+    let mut out = String::with_capacity(bytes.len().saturating_mul(2));
     for b in bytes {
         let _ = write!(out, "{b:02x}");
     }
@@ -510,7 +533,7 @@ fn hash12(s: &str, empty: bool) -> String {
     if empty {
         return "000000000000".to_owned();
     }
-    let digest = sha2::Sha256::digest(s.as_bytes());
+    let digest: [u8; 32] = sha2::Sha256::digest(s.as_bytes()).into();
     hex(&digest[..6])
 }
 
@@ -604,20 +627,17 @@ impl ClientHello {
     }
 
     /// JA4's two ALPN characters.
-    fn ja4_alpn(&self) -> [char; 2] {
-        let Some(v) = self.alpn_first_raw.as_deref().filter(|v| !v.is_empty()) else {
-            return ['0', '0'];
+    fn ja4_alpn(&self) -> String {
+        let (first, last) = match self.alpn_first_raw.as_deref() {
+            Some(&[first, .., last]) => (first, last),
+            Some(&[only]) => (only, only),
+            _ => return "00".to_owned(),
         };
-        let (first, last) = (v[0], v[v.len() - 1]);
         if first.is_ascii_alphanumeric() && last.is_ascii_alphanumeric() {
-            return [char::from(first), char::from(last)];
+            return String::from_iter([char::from(first), char::from(last)]);
         }
         // The spec's rule for other bytes: the ends of the value's hex form.
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        [
-            char::from(HEX[usize::from(first >> 4)]),
-            char::from(HEX[usize::from(last & 0x0f)]),
-        ]
+        format!("{:x}{:x}", first >> 4, last & 0x0f)
     }
 
     fn ja4_parts(&self) -> Ja4Parts {
@@ -638,9 +658,9 @@ impl ClientHello {
         } else {
             'i'
         };
-        let [a0, a1] = self.ja4_alpn();
+        let alpn = self.ja4_alpn();
         let prefix = format!(
-            "t{}{sni}{:02}{:02}{a0}{a1}",
+            "t{}{sni}{:02}{:02}{alpn}",
             self.ja4_version(),
             ciphers.len().min(99),
             exts.len().min(99),
@@ -685,12 +705,14 @@ pub fn fuzz_parse(data: &[u8]) {
         Ok(h) => {
             assert!(h.wire_len <= data.len());
             assert!(h.wire_len > RECORD_HEADER);
+            let used = data.get(..h.wire_len);
             // Every shorter prefix of what was used is only "read more".
+            let shorter = used.and_then(<[u8]>::split_last).map(|(_, s)| s);
             assert_eq!(
-                parse_client_hello(&data[..h.wire_len - 1]),
-                Err(HelloError::Incomplete)
+                shorter.map(parse_client_hello),
+                Some(Err(HelloError::Incomplete))
             );
-            assert_eq!(parse_client_hello(&data[..h.wire_len]).as_ref(), Ok(&h));
+            assert_eq!(used.map(parse_client_hello), Some(Ok(h.clone())));
             let ja4 = h.ja4();
             assert_eq!(ja4.len(), 36, "{ja4}");
             assert!(h.ja4_r().starts_with(&ja4[..10]));

@@ -24,6 +24,20 @@
 //! cannot expand into a tree many times its size. Malformed input is a
 //! [`BsonError`], never a panic; [`fuzz_parse`] is the fuzz target's entry
 //! point.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        clippy::cast_possible_truncation,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 use std::fmt::Write as _;
 
@@ -123,26 +137,29 @@ pub enum FrameError {
 /// bytes are there (`Ok(None)` while more are needed). The length is checked
 /// against `max` as soon as the 4 length bytes have arrived.
 pub fn next_message(buf: &[u8], max: usize) -> Result<Option<Header>, FrameError> {
-    if buf.len() < 4 {
+    let mut r = Cursor { b: buf };
+    let Some(raw) = r.i32() else {
         return Ok(None);
-    }
-    let len = i32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
-    if len < HEADER_LEN as i32 || len as i64 > max as i64 {
-        return Err(FrameError::BadLength {
-            len: len as i64,
+    };
+    let len = usize::try_from(raw)
+        .ok()
+        .filter(|&len| len >= HEADER_LEN && i64::from(raw) <= max as i64)
+        .ok_or(FrameError::BadLength {
+            len: i64::from(raw),
             max,
-        });
-    }
-    let len = len as usize;
-    if buf.len() < len || buf.len() < HEADER_LEN {
+        })?;
+    if buf.len() < len {
         return Ok(None);
     }
-    let i = |o: usize| i32::from_le_bytes([buf[o], buf[o + 1], buf[o + 2], buf[o + 3]]);
+    // `len` is at least HEADER_LEN, so the header is there.
+    let (Some(request_id), Some(response_to), Some(op_code)) = (r.i32(), r.i32(), r.i32()) else {
+        return Ok(None);
+    };
     Ok(Some(Header {
         length: len,
-        request_id: i(4),
-        response_to: i(8),
-        op_code: i(12),
+        request_id,
+        response_to,
+        op_code,
     }))
 }
 
@@ -266,69 +283,55 @@ pub fn parse_message(header: &Header, msg: &[u8], limits: &Limits) -> Result<Mes
 }
 
 fn parse_op_msg(b: &[u8], limits: &Limits, budget: &mut usize) -> Result<OpMsg, ParseError> {
-    let flags = b
-        .get(..4)
-        .map(|f| u32::from_le_bytes([f[0], f[1], f[2], f[3]]))
+    let mut r = Cursor { b };
+    let flags = r
+        .array()
+        .map(u32::from_le_bytes)
         .ok_or(ParseError::Truncated("OP_MSG flags"))?;
     let known = msg_flags::CHECKSUM_PRESENT | msg_flags::MORE_TO_COME;
     if flags & msg_flags::REQUIRED_MASK & !known != 0 {
         return Err(ParseError::IllegalFlags(flags));
     }
-    let mut end = b.len();
     let mut checksum = None;
     if flags & msg_flags::CHECKSUM_PRESENT != 0 {
-        end = end
-            .checked_sub(4)
-            .filter(|&e| e >= 4)
-            .ok_or(ParseError::Truncated("OP_MSG checksum"))?;
-        checksum = Some(u32::from_le_bytes([
-            b[end],
-            b[end + 1],
-            b[end + 2],
-            b[end + 3],
-        ]));
+        let (sections, sum) =
+            r.b.split_last_chunk()
+                .ok_or(ParseError::Truncated("OP_MSG checksum"))?;
+        r.b = sections;
+        checksum = Some(u32::from_le_bytes(*sum));
     }
-    let mut pos = 4;
     let mut body = None;
-    let mut bodies = 0;
+    let mut bodies = 0usize;
     let mut sequences = Vec::new();
-    let mut sections = 0;
-    while pos < end {
-        sections += 1;
+    let mut sections = 0usize;
+    while let Some(kind) = r.u8() {
+        // Each section takes a byte at least, so these counters never get
+        // near usize::MAX: saturating never bites.
+        sections = sections.saturating_add(1);
         if sections > limits.max_sections {
             return Err(ParseError::TooManySections);
         }
-        let kind = b[pos];
-        pos += 1;
         match kind {
             0 => {
-                let (doc, used) = parse_document_at(&b[pos..end], limits, budget)?;
-                pos += used;
-                bodies += 1;
-                body = Some(doc);
+                body = Some(r.document(1, limits, budget)?);
+                bodies = bodies.saturating_add(1);
             }
             1 => {
-                let size = b
-                    .get(pos..pos + 4)
-                    .map(|s| i32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+                // The size counts its own 4 bytes.
+                let seq = r
+                    .i32()
+                    .and_then(|size| usize::try_from(size).ok())
+                    .and_then(|size| size.checked_sub(4))
+                    .and_then(|n| r.take(n))
                     .ok_or(ParseError::Truncated("document sequence"))?;
-                let size = usize::try_from(size)
-                    .ok()
-                    .filter(|&s| s >= 4 && pos + s <= end)
-                    .ok_or(ParseError::Truncated("document sequence"))?;
-                let seq = &b[pos + 4..pos + size];
-                pos += size;
-                let nul = seq
-                    .iter()
-                    .position(|&c| c == 0)
+                let mut seq = Cursor { b: seq };
+                let id = seq
+                    .cstring()
                     .ok_or(ParseError::Truncated("document sequence identifier"))?;
-                let id = String::from_utf8_lossy(&seq[..nul]).into_owned();
+                let id = String::from_utf8_lossy(id).into_owned();
                 let mut docs = Vec::new();
-                let mut p = nul + 1;
-                while p < seq.len() {
-                    let (doc, used) = parse_document_at(&seq[p..], limits, budget)?;
-                    p += used;
-                    docs.push(doc);
+                while !seq.b.is_empty() {
+                    docs.push(seq.document(1, limits, budget)?);
                 }
                 sequences.push((id, docs));
             }
@@ -353,21 +356,18 @@ fn parse_op_msg(b: &[u8], limits: &Limits, budget: &mut usize) -> Result<OpMsg, 
 }
 
 fn parse_op_query(b: &[u8], limits: &Limits, budget: &mut usize) -> Result<OpQuery, ParseError> {
-    let mut r = Cursor { b, pos: 0 };
+    let mut r = Cursor { b };
     let flags = r.i32().ok_or(ParseError::Truncated("OP_QUERY"))?;
     let collection = r.cstring().ok_or(ParseError::Truncated("OP_QUERY"))?;
     let skip = r.i32().ok_or(ParseError::Truncated("OP_QUERY"))?;
     let n_return = r.i32().ok_or(ParseError::Truncated("OP_QUERY"))?;
-    let (query, used) = parse_document_at(&b[r.pos..], limits, budget)?;
-    r.pos += used;
-    let fields = if r.pos < b.len() {
-        let (f, used) = parse_document_at(&b[r.pos..], limits, budget)?;
-        r.pos += used;
-        Some(f)
-    } else {
+    let query = r.document(1, limits, budget)?;
+    let fields = if r.b.is_empty() {
         None
+    } else {
+        Some(r.document(1, limits, budget)?)
     };
-    if r.pos != b.len() {
+    if !r.b.is_empty() {
         return Err(ParseError::Truncated("OP_QUERY"));
     }
     Ok(OpQuery {
@@ -387,9 +387,22 @@ fn header(out: &mut Vec<u8>, request_id: i32, response_to: i32, op: i32) {
     out.extend_from_slice(&op.to_le_bytes());
 }
 
-fn patch_len(out: &mut [u8]) {
-    let len = (out.len() as u32).to_le_bytes();
-    out[..4].copy_from_slice(&len);
+/// Fill the 4-byte length placeholder the caller wrote at `start` with the
+/// length of everything from there on (the placeholder included).
+fn patch_len(out: &mut [u8], start: usize) {
+    if let Some(tail) = out.get_mut(start..) {
+        let len = len32(tail.len());
+        if let Some(placeholder) = tail.first_chunk_mut() {
+            *placeholder = len;
+        }
+    }
+}
+
+/// `n` as a little-endian int32 length field: its low 32 bits. What is
+/// encoded here stays far below 4 GiB (it answers requests capped far below).
+fn len32(n: usize) -> [u8; 4] {
+    let [a, b, c, d, ..] = n.to_le_bytes();
+    [a, b, c, d]
 }
 
 /// An `OP_MSG` reply with one body section.
@@ -399,7 +412,7 @@ pub fn encode_op_msg(request_id: i32, response_to: i32, flags: u32, body: &Docum
     out.extend_from_slice(&flags.to_le_bytes());
     out.push(0);
     body.encode(&mut out);
-    patch_len(&mut out);
+    patch_len(&mut out, 0);
     out
 }
 
@@ -418,11 +431,11 @@ pub fn encode_op_reply(
     out.extend_from_slice(&flags.to_le_bytes());
     out.extend_from_slice(&0i64.to_le_bytes());
     out.extend_from_slice(&0i32.to_le_bytes());
-    out.extend_from_slice(&(docs.len() as i32).to_le_bytes());
+    out.extend_from_slice(&len32(docs.len()));
     for d in docs {
         d.encode(&mut out);
     }
-    patch_len(&mut out);
+    patch_len(&mut out, 0);
     out
 }
 
@@ -523,6 +536,9 @@ impl Value {
         match *self {
             Value::Int32(i) => Some(i64::from(i)),
             Value::Int64(i) => Some(i),
+            // why it cannot panic: a float-to-int `as` never does; it
+            // truncates toward zero and saturates, as documented above.
+            #[allow(clippy::cast_possible_truncation)]
             Value::Double(d) if d.is_finite() => Some(d as i64),
             _ => None,
         }
@@ -607,8 +623,7 @@ impl Document {
             encode_value(v, out);
         }
         out.push(0);
-        let len = ((out.len() - start) as u32).to_le_bytes();
-        out[start..start + 4].copy_from_slice(&len);
+        patch_len(out, start);
     }
 
     /// The BSON encoding.
@@ -667,7 +682,8 @@ fn put_cstring(out: &mut Vec<u8>, s: &str) {
 }
 
 fn put_string(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&((s.len() + 1) as u32).to_le_bytes());
+    // With its NUL (a string is at most isize::MAX bytes: no saturation).
+    out.extend_from_slice(&len32(s.len().saturating_add(1)));
     out.extend_from_slice(s.as_bytes());
     out.push(0);
 }
@@ -686,11 +702,10 @@ fn encode_value(v: &Value, out: &mut Vec<u8>) {
                 encode_value(v, out);
             }
             out.push(0);
-            let len = ((out.len() - start) as u32).to_le_bytes();
-            out[start..start + 4].copy_from_slice(&len);
+            patch_len(out, start);
         }
         Value::Binary { subtype, bytes } => {
-            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(&len32(bytes.len()));
             out.push(*subtype);
             out.extend_from_slice(bytes);
         }
@@ -711,8 +726,7 @@ fn encode_value(v: &Value, out: &mut Vec<u8>) {
             out.extend_from_slice(&[0; 4]);
             put_string(out, code);
             scope.encode(out);
-            let len = ((out.len() - start) as u32).to_le_bytes();
-            out[start..start + 4].copy_from_slice(&len);
+            patch_len(out, start);
         }
         Value::Int32(i) => out.extend_from_slice(&i.to_le_bytes()),
         Value::Timestamp { t, i } => {
@@ -753,39 +767,47 @@ pub enum BsonError {
 /// the bytes it used.
 pub fn parse_document(b: &[u8], limits: &Limits) -> Result<(Document, usize), BsonError> {
     let mut budget = limits.max_elements;
-    parse_document_at(b, limits, &mut budget)
+    let raw = split_doc(b)?;
+    let doc = parse_doc_body(raw.elements, 1, limits, &mut budget)?;
+    Ok((doc, raw.len))
 }
 
-fn parse_document_at(
-    b: &[u8],
-    limits: &Limits,
-    budget: &mut usize,
-) -> Result<(Document, usize), BsonError> {
-    let len = doc_len(b)?;
-    let doc = parse_doc_body(&b[..len], 1, limits, budget)?;
-    Ok((doc, len))
+/// A document split off the start of some bytes by its declared size.
+struct RawDoc<'a> {
+    /// The declared size: the bytes the document takes.
+    len: usize,
+    /// The bytes between the 4-byte size and the final NUL.
+    elements: &'a [u8],
+    /// The bytes after the document.
+    rest: &'a [u8],
 }
 
-/// The declared size of the document at the start of `b`, checked to fit.
-fn doc_len(b: &[u8]) -> Result<usize, BsonError> {
+/// The document at the start of `b`, its declared size checked to fit
+/// (at least the size and the final NUL) and its final NUL checked.
+fn split_doc(b: &[u8]) -> Result<RawDoc<'_>, BsonError> {
     let raw = b
-        .get(..4)
-        .map(|s| i32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+        .first_chunk()
+        .map(|&s| i32::from_le_bytes(s))
         .ok_or(BsonError::Truncated)?;
-    let len = usize::try_from(raw)
-        .ok()
-        .filter(|&l| l >= 5 && l <= b.len())
-        .ok_or(BsonError::BadSize(i64::from(raw)))?;
-    if b[len - 1] != 0 {
+    let bad_size = || BsonError::BadSize(i64::from(raw));
+    let len = usize::try_from(raw).map_err(|_| bad_size())?;
+    let (doc, rest) = b.split_at_checked(len).ok_or_else(bad_size)?;
+    let (_size, body) = doc.split_first_chunk::<4>().ok_or_else(bad_size)?;
+    let (&nul, elements) = body.split_last().ok_or_else(bad_size)?;
+    if nul != 0 {
         return Err(BsonError::Unterminated);
     }
-    Ok(len)
+    Ok(RawDoc {
+        len,
+        elements,
+        rest,
+    })
 }
 
-/// Elements of a document whose bytes are exactly `b` (size and final NUL
-/// already checked).
+/// A document's `elements` (its bytes between the size and the final NUL),
+/// nested `depth` deep.
 fn parse_doc_body(
-    b: &[u8],
+    elements: &[u8],
     depth: usize,
     limits: &Limits,
     budget: &mut usize,
@@ -793,17 +815,10 @@ fn parse_doc_body(
     if depth > limits.max_depth {
         return Err(BsonError::TooDeep(limits.max_depth));
     }
-    let end = b.len() - 1;
-    let mut r = Cursor {
-        b: &b[..end],
-        pos: 4,
-    };
+    let mut r = Cursor { b: elements };
     let mut out = Vec::new();
-    while r.pos < end {
-        if *budget == 0 {
-            return Err(BsonError::TooManyElements);
-        }
-        *budget -= 1;
+    while !r.b.is_empty() {
+        *budget = budget.checked_sub(1).ok_or(BsonError::TooManyElements)?;
         let t = r.u8().ok_or(BsonError::Truncated)?;
         let key = r.cstring().ok_or(BsonError::BadString)?;
         let key = String::from_utf8_lossy(key).into_owned();
@@ -821,14 +836,14 @@ fn parse_value(
     budget: &mut usize,
 ) -> Result<Value, BsonError> {
     let trunc = BsonError::Truncated;
+    // The depth of a nested document or array. Bounded by max_depth (checked
+    // on the way in) and the stack, so saturating never bites.
+    let inner = depth.saturating_add(1);
     Ok(match t {
         0x01 => Value::Double(f64::from_le_bytes(r.array::<8>().ok_or(trunc)?)),
         0x02 => Value::String(r.string()?),
         0x03 | 0x04 => {
-            let rest = &r.b[r.pos..];
-            let len = doc_len(rest)?;
-            let doc = parse_doc_body(&rest[..len], depth + 1, limits, budget)?;
-            r.pos += len;
+            let doc = r.document(inner, limits, budget)?;
             if t == 0x03 {
                 Value::Document(doc)
             } else {
@@ -864,14 +879,16 @@ fn parse_value(
         0x0D => Value::JavaScript(r.string()?),
         0x0E => Value::Symbol(r.string()?),
         0x0F => {
+            let start = r.b;
             let total = r.i32().ok_or(BsonError::Truncated)?;
-            let start = r.pos - 4;
             let code = r.string()?;
-            let rest = &r.b[r.pos..];
-            let len = doc_len(rest)?;
-            let scope = parse_doc_body(&rest[..len], depth + 1, limits, budget)?;
-            r.pos += len;
-            if i64::from(total) != (r.pos - start) as i64 {
+            let scope = r.document(inner, limits, budget)?;
+            // The declared total counts every byte read since `start`.
+            let used = start
+                .len()
+                .checked_sub(r.b.len())
+                .and_then(|n| i64::try_from(n).ok());
+            if used != Some(i64::from(total)) {
                 return Err(BsonError::BadSize(i64::from(total)));
             }
             Value::JavaScriptWithScope { code, scope }
@@ -890,33 +907,36 @@ fn parse_value(
     })
 }
 
-/// A bounded cursor: every read returns `None` rather than reading past the end.
+/// A bounded cursor over the bytes not read yet: every read returns `None`
+/// rather than reading past the end.
 struct Cursor<'a> {
     b: &'a [u8],
-    pos: usize,
 }
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.pos.checked_add(n)?;
-        let s = self.b.get(self.pos..end)?;
-        self.pos = end;
+        let (s, rest) = self.b.split_at_checked(n)?;
+        self.b = rest;
         Some(s)
     }
     fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        self.take(N).and_then(|s| s.try_into().ok())
+        let (s, rest) = self.b.split_first_chunk()?;
+        self.b = rest;
+        Some(*s)
     }
     fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|s| s[0])
+        self.array().map(|[c]| c)
     }
     fn i32(&mut self) -> Option<i32> {
-        self.array::<4>().map(i32::from_le_bytes)
+        self.array().map(i32::from_le_bytes)
     }
+    /// Bytes up to a NUL, and the NUL.
     fn cstring(&mut self) -> Option<&'a [u8]> {
-        let rest = self.b.get(self.pos..)?;
-        let nul = rest.iter().position(|&c| c == 0)?;
-        self.pos += nul + 1;
-        Some(&rest[..nul])
+        let mut parts = self.b.splitn(2, |&c| c == 0);
+        let s = parts.next()?;
+        // No second part: there is no NUL.
+        self.b = parts.next()?;
+        Some(s)
     }
     /// int32 length (including the NUL), bytes, NUL.
     fn string(&mut self) -> Result<String, BsonError> {
@@ -926,10 +946,22 @@ impl<'a> Cursor<'a> {
             .filter(|&n| n >= 1)
             .ok_or(BsonError::BadString)?;
         let s = self.take(n).ok_or(BsonError::BadString)?;
-        if s[n - 1] != 0 {
+        let Some((0, s)) = s.split_last() else {
             return Err(BsonError::BadString);
-        }
-        Ok(String::from_utf8_lossy(&s[..n - 1]).into_owned())
+        };
+        Ok(String::from_utf8_lossy(s).into_owned())
+    }
+    /// A whole document (see [`split_doc`]), nested `depth` deep.
+    fn document(
+        &mut self,
+        depth: usize,
+        limits: &Limits,
+        budget: &mut usize,
+    ) -> Result<Document, BsonError> {
+        let raw = split_doc(self.b)?;
+        let doc = parse_doc_body(raw.elements, depth, limits, budget)?;
+        self.b = raw.rest;
+        Ok(doc)
     }
 }
 
@@ -946,10 +978,11 @@ pub fn relaxed_ejson(doc: &Document, cap: usize) -> (String, bool) {
     };
     w.doc(doc);
     if w.s.len() > cap {
-        let mut end = cap;
-        while !w.s.is_char_boundary(end) {
-            end -= 1;
-        }
+        // The last char boundary at or before `cap` (0 always is one).
+        let end = (0..=cap)
+            .rev()
+            .find(|&i| w.s.is_char_boundary(i))
+            .unwrap_or(0);
         w.s.truncate(end);
         w.s.push('…');
         (w.s, true)
@@ -1059,7 +1092,7 @@ impl JsonOut {
                 let _ = write!(
                     self.s,
                     "{{\"$binary\":{{\"base64\":\"{}\",\"subType\":\"{subtype:02x}\"}}}}",
-                    base64(&bytes[..bytes.len().min(self.cap)])
+                    base64(bytes.get(..self.cap).unwrap_or(bytes))
                 );
             }
             Value::Undefined => self.s.push_str("{\"$undefined\":true}"),
@@ -1125,7 +1158,8 @@ impl JsonOut {
 
 /// Lower-case hex.
 pub fn hex(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 2);
+    // Only a capacity hint: saturating cannot change the text.
+    let mut s = String::with_capacity(b.len().saturating_mul(2));
     for x in b {
         let _ = write!(s, "{x:02x}");
     }
@@ -1133,29 +1167,32 @@ pub fn hex(b: &[u8]) -> String {
 }
 
 fn base64(b: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::with_capacity(b.len().div_ceil(3) * 4);
+    /// The letter for the low 6 bits of `n`.
+    // why it cannot panic: the index is masked to 6 bits and A has 64 letters.
+    #[allow(clippy::indexing_slicing)]
+    fn letter(n: u32) -> char {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        A[n as usize & 63] as char
+    }
+    // Only a capacity hint: saturating cannot change the text.
+    let mut s = String::with_capacity(b.len().div_ceil(3).saturating_mul(4));
     for c in b.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        s.push(A[(n >> 18) as usize & 63] as char);
-        s.push(A[(n >> 12) as usize & 63] as char);
-        s.push(if c.len() > 1 {
-            A[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        s.push(if c.len() > 2 {
-            A[n as usize & 63] as char
-        } else {
-            '='
-        });
+        // The last chunk may be short: its missing bytes count as zero.
+        let byte = |i: usize| c.get(i).copied().unwrap_or(0);
+        let n = u32::from_be_bytes([0, byte(0), byte(1), byte(2)]);
+        s.push(letter(n >> 18));
+        s.push(letter(n >> 12));
+        s.push(if c.len() > 1 { letter(n >> 6) } else { '=' });
+        s.push(if c.len() > 2 { letter(n) } else { '=' });
     }
     s
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for milliseconds since the epoch (>= 0).
+// why it cannot overflow: for any i64, `days` is within ±1.1e11, `era`
+// within ±7.4e5 and `y` within ±3e8; every other value is below 1.5e5 in
+// magnitude, and the divisors are positive constants.
+#[allow(clippy::arithmetic_side_effects)]
 pub fn iso8601(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let milli = ms.rem_euclid(1000);
@@ -1182,6 +1219,10 @@ pub fn iso8601(ms: i64) -> String {
 
 /// The string form of an IEEE 754-2008 decimal128 (BID encoding), as the
 /// Extended JSON spec gives it.
+// why it cannot overflow or truncate: the biased exponent has 14 bits, so
+// `exp` is -6176..=10207, and `n` is 1..=34 digits; `point` is cast only
+// when it is 1..n (exp < 0 there) or, negated, 0..=5 (adjusted >= -6).
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub fn decimal128(b: &[u8; 16]) -> String {
     let bits = u128::from_le_bytes(*b);
     let neg = bits >> 127 == 1;
@@ -1250,7 +1291,10 @@ pub fn fuzz_parse(data: &[u8]) {
         let mut buf = data;
         while let Ok(Some(h)) = next_message(buf, limits.max_message) {
             assert!(h.length >= HEADER_LEN && h.length <= buf.len());
-            if let Ok(m) = parse_message(&h, &buf[..h.length], &limits) {
+            let Some((msg, rest)) = buf.split_at_checked(h.length) else {
+                break; // asserted above
+            };
+            if let Ok(m) = parse_message(&h, msg, &limits) {
                 let doc = match m {
                     Message::Msg(m) => m.command(),
                     Message::Query(q) => q.command(),
@@ -1266,7 +1310,7 @@ pub fn fuzz_parse(data: &[u8]) {
                     assert_eq!(d.0.len(), doc.0.len());
                 }
             }
-            buf = &buf[h.length..];
+            buf = rest;
         }
         let _ = parse_document(data, &limits).map(|(d, _)| relaxed_ejson(&d, 64));
     }

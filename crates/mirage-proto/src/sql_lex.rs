@@ -6,6 +6,20 @@
 //! Attackers write the query text, so the tokenizer has hard limits (at
 //! most [`MAX_TOKENS`] tokens, every token a span of the input) and a fuzz
 //! target ([`fuzz_sql_lex`]).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        clippy::cast_possible_truncation,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 /// Most tokens looked at in one query; the rest is kept in the event's raw
 /// text but not interpreted.
@@ -50,18 +64,55 @@ fn is_word_byte(b: u8) -> bool {
 /// Decode hex digits (an odd count takes a leading 0), as MySQL reads
 /// `0x…` and `UNHEX()`; other bytes count as 0.
 pub fn unhex(s: &[u8]) -> Vec<u8> {
-    let digit = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-    let mut out = Vec::with_capacity(s.len() / 2 + 1);
-    let mut i = 0;
-    if s.len() % 2 == 1 {
-        out.push(digit(s[0]));
-        i = 1;
-    }
-    while i + 1 < s.len() {
-        out.push(digit(s[i]) << 4 | digit(s[i + 1]));
-        i += 2;
-    }
+    let digit = |c: u8| {
+        char::from(c)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+            .unwrap_or(0)
+    };
+    // Pairs counted from the end leave the odd digit, if any, in front.
+    let (odd, pairs) = s.as_rchunks::<2>();
+    let mut out = Vec::with_capacity(s.len().div_ceil(2));
+    out.extend(odd.iter().map(|&c| digit(c)));
+    out.extend(pairs.iter().map(|&[hi, lo]| digit(hi) << 4 | digit(lo)));
     out
+}
+
+/// The tokenizer's position in the query text. Reads past the end find
+/// nothing (`get`) or 0 (`at`); moves stop at the end.
+struct Cursor<'a> {
+    sql: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// The byte `k` ahead of the position, if there is one.
+    fn get(&self, k: usize) -> Option<u8> {
+        self.sql.get(self.i..)?.get(k).copied()
+    }
+
+    /// The byte `k` ahead of the position, or 0 past the end.
+    fn at(&self, k: usize) -> u8 {
+        self.get(k).unwrap_or(0)
+    }
+
+    /// Move `k` bytes on, or to the end if fewer are left (where an
+    /// unterminated `/* …` or `X'…` ends).
+    fn bump(&mut self, k: usize) {
+        // Never saturates: a slice is at most isize::MAX bytes long.
+        self.i = self.i.saturating_add(k).min(self.sql.len());
+    }
+
+    /// Move past the bytes `keep` accepts.
+    fn skip_while(&mut self, keep: impl Fn(u8) -> bool) {
+        let rest = self.sql.get(self.i..).unwrap_or_default();
+        self.bump(rest.iter().take_while(|&&b| keep(b)).count());
+    }
+
+    /// The text from `start` up to the position.
+    fn since(&self, start: usize) -> &'a [u8] {
+        self.sql.get(start..self.i).unwrap_or_default()
+    }
 }
 
 /// Split `sql` into tokens (at most [`MAX_TOKENS`]), skipping comments and
@@ -69,50 +120,43 @@ pub fn unhex(s: &[u8]) -> Vec<u8> {
 /// is tokenized.
 pub fn tokenize(sql: &[u8]) -> Vec<Token> {
     let mut out = Vec::new();
-    let mut i = 0usize;
-    let n = sql.len();
-    let at = |j: usize| sql.get(j).copied().unwrap_or(0);
-    while i < n && out.len() < MAX_TOKENS {
-        let c = sql[i];
-        let start = i;
+    let mut cur = Cursor { sql, i: 0 };
+    while let Some(c) = cur.get(0)
+        && out.len() < MAX_TOKENS
+    {
+        let start = cur.i;
         match c {
-            b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c => i += 1,
-            b'#' => {
-                while i < n && sql[i] != b'\n' {
-                    i += 1;
-                }
+            b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c => cur.bump(1),
+            b'#' => cur.skip_while(|b| b != b'\n'),
+            b'-' if cur.at(1) == b'-' && matches!(cur.at(2), b' ' | b'\t' | b'\r' | b'\n' | 0) => {
+                cur.skip_while(|b| b != b'\n');
             }
-            b'-' if at(i + 1) == b'-' && matches!(at(i + 2), b' ' | b'\t' | b'\r' | b'\n' | 0) => {
-                while i < n && sql[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if at(i + 1) == b'*' => {
-                if at(i + 2) == b'!' {
+            b'/' if cur.at(1) == b'*' => {
+                if cur.at(2) == b'!' {
                     // Executable comment: skip the marker and version digits;
                     // the closing `*/` is skipped where it is met.
-                    i += 3;
-                    while i < n && sql[i].is_ascii_digit() {
-                        i += 1;
-                    }
+                    cur.bump(3);
+                    cur.skip_while(|b| b.is_ascii_digit());
                 } else {
-                    i += 2;
-                    while i < n && !(sql[i] == b'*' && at(i + 1) == b'/') {
-                        i += 1;
+                    cur.bump(2);
+                    while let Some(b) = cur.get(0)
+                        && !(b == b'*' && cur.at(1) == b'/')
+                    {
+                        cur.bump(1);
                     }
-                    i = (i + 2).min(n);
+                    cur.bump(2);
                 }
             }
-            b'*' if at(i + 1) == b'/' => i += 2,
+            b'*' if cur.at(1) == b'/' => cur.bump(2),
             b'\'' | b'"' => {
                 let q = c;
                 let mut s = Vec::new();
-                i += 1;
-                while i < n {
-                    let b = sql[i];
-                    if b == b'\\' && i + 1 < n {
+                cur.bump(1);
+                while let Some(b) = cur.get(0) {
+                    if b == b'\\'
+                        && let Some(e) = cur.get(1)
+                    {
                         // MySQL keeps the backslash of \% and \_ (LIKE escapes).
-                        let e = sql[i + 1];
                         if e == b'%' || e == b'_' {
                             s.push(b'\\');
                         }
@@ -125,105 +169,97 @@ pub fn tokenize(sql: &[u8]) -> Vec<Token> {
                             b'Z' => 26,
                             o => o,
                         });
-                        i += 2;
-                    } else if b == q && at(i + 1) == q {
+                        cur.bump(2);
+                    } else if b == q && cur.at(1) == q {
                         s.push(q);
-                        i += 2;
+                        cur.bump(2);
                     } else if b == q {
-                        i += 1;
+                        cur.bump(1);
                         break;
                     } else {
                         s.push(b);
-                        i += 1;
+                        cur.bump(1);
                     }
                 }
                 out.push(Token {
                     tok: Tok::Str(s),
                     start,
-                    end: i,
+                    end: cur.i,
                 });
             }
             b'`' => {
                 let mut s = Vec::new();
-                i += 1;
-                while i < n {
-                    if sql[i] == b'`' && at(i + 1) == b'`' {
+                cur.bump(1);
+                while let Some(b) = cur.get(0) {
+                    if b == b'`' && cur.at(1) == b'`' {
                         s.push(b'`');
-                        i += 2;
-                    } else if sql[i] == b'`' {
-                        i += 1;
+                        cur.bump(2);
+                    } else if b == b'`' {
+                        cur.bump(1);
                         break;
                     } else {
-                        s.push(sql[i]);
-                        i += 1;
+                        s.push(b);
+                        cur.bump(1);
                     }
                 }
                 out.push(Token {
                     tok: Tok::Ident(String::from_utf8_lossy(&s).into_owned()),
                     start,
-                    end: i,
+                    end: cur.i,
                 });
             }
-            b'0' if matches!(at(i + 1), b'x' | b'X') && at(i + 2).is_ascii_hexdigit() => {
-                i += 2;
-                let s = i;
-                while i < n && sql[i].is_ascii_hexdigit() {
-                    i += 1;
-                }
+            b'0' if matches!(cur.at(1), b'x' | b'X') && cur.at(2).is_ascii_hexdigit() => {
+                cur.bump(2);
+                let s = cur.i;
+                cur.skip_while(|b| b.is_ascii_hexdigit());
                 out.push(Token {
-                    tok: Tok::Hex(unhex(&sql[s..i])),
+                    tok: Tok::Hex(unhex(cur.since(s))),
                     start,
-                    end: i,
+                    end: cur.i,
                 });
             }
-            b'x' | b'X' if at(i + 1) == b'\'' => {
-                i += 2;
-                let s = i;
-                while i < n && sql[i] != b'\'' {
-                    i += 1;
-                }
-                let v = unhex(&sql[s..i]);
-                i = (i + 1).min(n);
+            b'x' | b'X' if cur.at(1) == b'\'' => {
+                cur.bump(2);
+                let s = cur.i;
+                cur.skip_while(|b| b != b'\'');
+                let v = unhex(cur.since(s));
+                cur.bump(1);
                 out.push(Token {
                     tok: Tok::Hex(v),
                     start,
-                    end: i,
+                    end: cur.i,
                 });
             }
-            b'0'..=b'9' | b'.' if c != b'.' || at(i + 1).is_ascii_digit() => {
-                while i < n && (sql[i].is_ascii_digit() || sql[i] == b'.') {
-                    i += 1;
-                }
-                if matches!(at(i), b'e' | b'E')
-                    && (at(i + 1).is_ascii_digit()
-                        || (matches!(at(i + 1), b'+' | b'-') && at(i + 2).is_ascii_digit()))
+            b'0'..=b'9' | b'.' if c != b'.' || cur.at(1).is_ascii_digit() => {
+                cur.skip_while(|b| b.is_ascii_digit() || b == b'.');
+                if matches!(cur.at(0), b'e' | b'E')
+                    && (cur.at(1).is_ascii_digit()
+                        || (matches!(cur.at(1), b'+' | b'-') && cur.at(2).is_ascii_digit()))
                 {
-                    i += 2;
-                    while i < n && sql[i].is_ascii_digit() {
-                        i += 1;
-                    }
+                    cur.bump(2);
+                    cur.skip_while(|b| b.is_ascii_digit());
                 }
                 // `123abc` is an identifier.
-                let word = i < n && is_word_byte(sql[i]);
-                while i < n && is_word_byte(sql[i]) {
-                    i += 1;
-                }
-                let text = String::from_utf8_lossy(&sql[start..i]).into_owned();
+                let word = cur.get(0).is_some_and(is_word_byte);
+                cur.skip_while(is_word_byte);
+                let text = String::from_utf8_lossy(cur.since(start)).into_owned();
                 let tok = if word {
                     Tok::Word(text)
                 } else {
                     Tok::Num(text)
                 };
-                out.push(Token { tok, start, end: i });
+                out.push(Token {
+                    tok,
+                    start,
+                    end: cur.i,
+                });
             }
             b'@' => {
-                let sys = at(i + 1) == b'@';
-                i += if sys { 2 } else { 1 };
-                let s = i;
-                while i < n && (is_word_byte(sql[i]) || sql[i] == b'.') {
-                    i += 1;
-                }
-                let name = String::from_utf8_lossy(&sql[s..i]).to_ascii_lowercase();
+                let sys = cur.at(1) == b'@';
+                cur.bump(if sys { 2 } else { 1 });
+                let s = cur.i;
+                cur.skip_while(|b| is_word_byte(b) || b == b'.');
+                let name = String::from_utf8_lossy(cur.since(s)).to_ascii_lowercase();
                 let tok = if sys {
                     let name = name
                         .strip_prefix("session.")
@@ -235,31 +271,31 @@ pub fn tokenize(sql: &[u8]) -> Vec<Token> {
                 } else {
                     Tok::UserVar(name)
                 };
-                out.push(Token { tok, start, end: i });
+                out.push(Token {
+                    tok,
+                    start,
+                    end: cur.i,
+                });
             }
             _ if is_word_byte(c) => {
-                while i < n && is_word_byte(sql[i]) {
-                    i += 1;
-                }
+                cur.skip_while(is_word_byte);
                 out.push(Token {
-                    tok: Tok::Word(String::from_utf8_lossy(&sql[start..i]).into_owned()),
+                    tok: Tok::Word(String::from_utf8_lossy(cur.since(start)).into_owned()),
                     start,
-                    end: i,
+                    end: cur.i,
                 });
             }
             _ => {
-                let two = [c, at(i + 1)];
-                let op: &[u8] = match &two {
-                    b"<=" | b">=" | b"<>" | b"!=" | b":=" | b"||" | b"&&" | b"<<" | b">>" => {
-                        &sql[i..i + 2]
-                    }
-                    _ => &sql[i..i + 1],
+                let two = [c, cur.at(1)];
+                let len = match &two {
+                    b"<=" | b">=" | b"<>" | b"!=" | b":=" | b"||" | b"&&" | b"<<" | b">>" => 2,
+                    _ => 1,
                 };
-                i += op.len();
+                cur.bump(len);
                 out.push(Token {
-                    tok: Tok::Op(String::from_utf8_lossy(op).into_owned()),
+                    tok: Tok::Op(String::from_utf8_lossy(cur.since(start)).into_owned()),
                     start,
-                    end: i,
+                    end: cur.i,
                 });
             }
         }

@@ -11,6 +11,20 @@
 //! [`detect`] is pure and looks at most [`PEEK_MAX`] bytes; it answers
 //! [`Detection::NeedMore`] only while a longer prefix could still change the
 //! answer, so the caller stops reading after at most `PEEK_MAX` bytes.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        clippy::cast_possible_truncation,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 /// Most bytes [`detect`] ever needs to decide.
 pub const PEEK_MAX: usize = 24;
@@ -122,7 +136,7 @@ const REDIS_INLINE: &[&[u8]] = &[
 
 /// Look at the first bytes of a connection.
 pub fn detect(b: &[u8]) -> Detection {
-    let b = &b[..b.len().min(PEEK_MAX)];
+    let b = b.get(..PEEK_MAX).unwrap_or(b);
     let Some(&first) = b.first() else {
         return Detection::NeedMore;
     };
@@ -154,22 +168,20 @@ pub fn detect(b: &[u8]) -> Detection {
 /// `b` equals `sig` so far: Known when all of `sig` is there, NeedMore when
 /// `b` is a proper prefix of it.
 fn prefix(b: &[u8], sig: &[u8], p: Protocol) -> Detection {
-    let n = b.len().min(sig.len());
-    if b[..n] != sig[..n] {
-        Detection::Unknown
-    } else if n == sig.len() {
-        Detection::Known(p)
-    } else {
-        Detection::NeedMore
-    }
+    prefix_by(b, sig, p, |x, y| x == y)
 }
 
 fn prefix_ci(b: &[u8], sig: &[u8]) -> Detection {
-    let n = b.len().min(sig.len());
-    if !b[..n].eq_ignore_ascii_case(&sig[..n]) {
+    prefix_by(b, sig, Protocol::Redis, u8::eq_ignore_ascii_case)
+}
+
+/// [`prefix`] with the byte comparison given: the bytes both have must
+/// match (`zip` stops at the shorter one).
+fn prefix_by(b: &[u8], sig: &[u8], p: Protocol, eq: impl Fn(&u8, &u8) -> bool) -> Detection {
+    if !b.iter().zip(sig).all(|(x, y)| eq(x, y)) {
         Detection::Unknown
-    } else if n == sig.len() {
-        Detection::Known(Protocol::Redis)
+    } else if b.len() >= sig.len() {
+        Detection::Known(p)
     } else {
         Detection::NeedMore
     }
@@ -216,17 +228,23 @@ fn resp(b: &[u8], first: u8) -> Detection {
     if first != b'*' {
         return Detection::Unknown;
     }
-    let mut i = 1;
-    while i < b.len() && b[i].is_ascii_digit() && i <= 6 {
-        i += 1;
-    }
-    if i == b.len() {
+    let Some((_, count)) = b.split_first() else {
+        return Detection::Unknown;
+    };
+    // Up to 5 digits are a count; a sixth makes it Unknown (unless nothing
+    // follows yet).
+    let digits = count
+        .iter()
+        .take(6)
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    let rest = count.get(digits..).unwrap_or_default();
+    if rest.is_empty() {
         return Detection::NeedMore;
     }
-    if i == 1 || i > 6 {
+    if digits == 0 || digits > 5 {
         return Detection::Unknown;
     }
-    let rest = &b[i..];
     prefix(rest, b"\r\n$", Protocol::Redis)
 }
 
@@ -271,23 +289,28 @@ fn rsync(b: &[u8], first: u8) -> Detection {
 /// MongoDB header: length (LE i32, 16..48 MiB), request id, response-to,
 /// then opcode 2013 (OP_MSG) or 2004 (OP_QUERY).
 fn mongodb(b: &[u8], _first: u8) -> Detection {
-    if let Some(len) = b.get(..4) {
-        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]);
-        if !(16..=48 << 20).contains(&len) {
-            return Detection::Unknown;
-        }
+    if let Some(len) = le_u32(b, 0)
+        && !(16..=48 << 20).contains(&len)
+    {
+        return Detection::Unknown;
     }
-    let Some(op) = b.get(12..16) else {
+    let Some(op) = le_u32(b, 12) else {
         return Detection::NeedMore;
     };
     // A fully zero response-to is what clients send.
-    if b[8..12] != [0, 0, 0, 0] {
+    if le_u32(b, 8) != Some(0) {
         return Detection::Unknown;
     }
-    match u32::from_le_bytes([op[0], op[1], op[2], op[3]]) {
+    match op {
         2013 | 2004 => Detection::Known(Protocol::Mongodb),
         _ => Detection::Unknown,
     }
+}
+
+/// The little-endian u32 at byte `at`, if `b` is long enough.
+fn le_u32(b: &[u8], at: usize) -> Option<u32> {
+    let bytes = b.get(at..)?.first_chunk()?;
+    Some(u32::from_le_bytes(*bytes))
 }
 
 /// The protocol a silent client on `port` most likely expects: ports of
@@ -316,7 +339,8 @@ pub fn by_port(port: u16) -> Option<Protocol> {
 pub fn fuzz_detect(data: &[u8]) {
     let mut known = None;
     for n in 0..=data.len().min(PEEK_MAX + 4) {
-        let d = detect(&data[..n]);
+        let Some(seen) = data.get(..n) else { break };
+        let d = detect(seen);
         if n >= PEEK_MAX {
             assert_ne!(d, Detection::NeedMore, "undecided after {n} bytes");
         }
@@ -326,8 +350,8 @@ pub fn fuzz_detect(data: &[u8]) {
             _ => {}
         }
     }
-    if data.len() >= 2 {
-        let _ = by_port(u16::from_be_bytes([data[0], data[1]]));
+    if let Some(&port) = data.first_chunk() {
+        let _ = by_port(u16::from_be_bytes(port));
     }
 }
 

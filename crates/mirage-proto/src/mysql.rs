@@ -19,6 +19,20 @@
 //! `None` instead of reading past the end, so malformed input becomes a
 //! parse error (the server's "Bad handshake" or "Malformed packet"), never
 //! a panic. [`fuzz_parse`] is the fuzz target's entry point.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        clippy::cast_possible_truncation,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 use std::fmt::Write as _;
 
@@ -28,6 +42,10 @@ pub const HEADER_LEN: usize = 4;
 pub const MAX_FRAGMENT: usize = 0xFF_FFFF;
 /// Length of the authentication scramble (nonce).
 pub const SCRAMBLE_LEN: usize = 20;
+/// The auth-plugin-data length the handshake announces: the scramble and
+/// its NUL.
+const AUTH_DATA_LEN: u8 = 21;
+const _: () = assert!(AUTH_DATA_LEN as usize == SCRAMBLE_LEN + 1);
 /// Most connection attributes kept from one handshake; the rest are skipped
 /// (MySQL itself caps the attribute block at 64 KiB).
 pub const MAX_ATTRS: usize = 64;
@@ -297,44 +315,53 @@ pub fn next_packet(buf: &[u8], expected: u8, max_len: usize) -> Result<Option<Pa
     let mut total = 0usize;
     // First pass: check headers and find the end without copying.
     loop {
-        let Some(h) = buf.get(pos..pos + HEADER_LEN) else {
+        let Some((len, got, _)) = buf.get(pos..).and_then(split_header) else {
             return Ok(None);
         };
-        let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
-        if h[3] != seq {
-            return Err(FrameError::OutOfOrder {
-                expected: seq,
-                got: h[3],
-            });
+        if got != seq {
+            return Err(FrameError::OutOfOrder { expected: seq, got });
         }
         total = total.saturating_add(len);
         if total > max_len {
             return Err(FrameError::TooLarge(total));
         }
-        let end = pos + HEADER_LEN + len;
-        if buf.len() < end {
+        // A piece that would end past usize::MAX has not arrived either.
+        let Some(end) = pos
+            .checked_add(HEADER_LEN)
+            .and_then(|p| p.checked_add(len))
+            .filter(|&end| end <= buf.len())
+        else {
             return Ok(None);
-        }
+        };
         pos = end;
         if len < MAX_FRAGMENT {
             break;
         }
+        // Sequence ids count modulo 256, as `my_net_read` counts them.
         seq = seq.wrapping_add(1);
     }
     // Second pass: everything is here; copy the pieces out.
     let mut payload = Vec::with_capacity(total);
-    let mut p = 0usize;
-    while p < pos {
-        let len =
-            usize::from(buf[p]) | usize::from(buf[p + 1]) << 8 | usize::from(buf[p + 2]) << 16;
-        payload.extend_from_slice(&buf[p + HEADER_LEN..p + HEADER_LEN + len]);
-        p += HEADER_LEN + len;
+    let mut framed = buf.get(..pos).unwrap_or_default();
+    while let Some((len, _, rest)) = split_header(framed)
+        && let Some((piece, next)) = rest.split_at_checked(len)
+    {
+        payload.extend_from_slice(piece);
+        framed = next;
     }
     Ok(Some(Packet {
         seq,
         payload,
         consumed: pos,
     }))
+}
+
+/// A packet header at the start of `b`: the payload length, the sequence
+/// id, and the bytes after the header.
+fn split_header(b: &[u8]) -> Option<(usize, u8, &[u8])> {
+    let (&[l0, l1, l2, seq], rest) = b.split_first_chunk::<HEADER_LEN>()?;
+    let len = usize::from(l0) | usize::from(l1) << 8 | usize::from(l2) << 16;
+    Some((len, seq, rest))
 }
 
 /// Frames outgoing payloads and numbers them.
@@ -368,13 +395,15 @@ impl PacketWriter {
     pub fn packet(&mut self, payload: &[u8]) {
         let mut rest = payload;
         loop {
-            let n = rest.len().min(MAX_FRAGMENT);
-            self.out
-                .extend_from_slice(&[n as u8, (n >> 8) as u8, (n >> 16) as u8, self.seq]);
-            self.out.extend_from_slice(&rest[..n]);
+            let (piece, tail) = rest.split_at_checked(MAX_FRAGMENT).unwrap_or((rest, &[]));
+            // A piece is at most 0xFFFFFF bytes: its length fits the 3 bytes.
+            let [l0, l1, l2, ..] = piece.len().to_le_bytes();
+            self.out.extend_from_slice(&[l0, l1, l2, self.seq]);
+            self.out.extend_from_slice(piece);
+            // Sequence ids count modulo 256.
             self.seq = self.seq.wrapping_add(1);
-            rest = &rest[n..];
-            if n < MAX_FRAGMENT {
+            rest = tail;
+            if piece.len() < MAX_FRAGMENT {
                 break;
             }
         }
@@ -410,7 +439,7 @@ impl<'a> Reader<'a> {
     }
     /// Bytes left.
     pub fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+        self.buf.get(self.pos..).map_or(0, <[u8]>::len)
     }
     /// Take `n` bytes.
     pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
@@ -419,38 +448,37 @@ impl<'a> Reader<'a> {
         self.pos = end;
         Some(s)
     }
+    /// Take `N` bytes as an array.
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
     /// One byte.
     pub fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
+        self.array().map(u8::from_le_bytes)
     }
     /// Little-endian u16.
     pub fn u16(&mut self) -> Option<u16> {
-        self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+        self.array().map(u16::from_le_bytes)
     }
     /// Little-endian u24.
     pub fn u24(&mut self) -> Option<u32> {
-        self.take(3)
-            .map(|b| u32::from(b[0]) | u32::from(b[1]) << 8 | u32::from(b[2]) << 16)
+        self.array()
+            .map(|[b0, b1, b2]| u32::from_le_bytes([b0, b1, b2, 0]))
     }
     /// Little-endian u32.
     pub fn u32(&mut self) -> Option<u32> {
-        self.take(4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        self.array().map(u32::from_le_bytes)
     }
     /// Little-endian u64.
     pub fn u64(&mut self) -> Option<u64> {
-        self.take(8).map(|b| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(b);
-            u64::from_le_bytes(a)
-        })
+        self.array().map(u64::from_le_bytes)
     }
     /// A NUL-terminated string (without the NUL).
     pub fn nul_str(&mut self) -> Option<&'a [u8]> {
-        let rest = self.buf.get(self.pos..)?;
-        let n = rest.iter().position(|&b| b == 0)?;
-        self.pos += n + 1;
-        Some(&rest[..n])
+        let n = self.buf.get(self.pos..)?.iter().position(|&b| b == 0)?;
+        let s = self.take(n)?;
+        self.u8()?; // the NUL
+        Some(s)
     }
     /// A NUL-terminated string, or the rest of the payload when no NUL is
     /// left (the 4.0 protocol's way of ending the last field).
@@ -479,7 +507,7 @@ impl<'a> Reader<'a> {
     }
     /// Everything left.
     pub fn rest(&mut self) -> &'a [u8] {
-        let s = &self.buf[self.pos..];
+        let s = self.buf.get(self.pos..).unwrap_or_default();
         self.pos = self.buf.len();
         s
     }
@@ -487,17 +515,16 @@ impl<'a> Reader<'a> {
 
 /// Append a length-encoded integer.
 pub fn put_lenenc_int(out: &mut Vec<u8>, v: u64) {
-    if v < 251 {
-        out.push(v as u8);
-    } else if v < 1 << 16 {
-        out.push(0xfc);
-        out.extend_from_slice(&(v as u16).to_le_bytes());
-    } else if v < 1 << 24 {
-        out.push(0xfd);
-        out.extend_from_slice(&(v as u32).to_le_bytes()[..3]);
-    } else {
-        out.push(0xfe);
-        out.extend_from_slice(&v.to_le_bytes());
+    let le = v.to_le_bytes();
+    let [b0, b1, b2, ..] = le;
+    match v {
+        0..=250 => out.push(b0),
+        251..=0xffff => out.extend_from_slice(&[0xfc, b0, b1]),
+        0x1_0000..=0xff_ffff => out.extend_from_slice(&[0xfd, b0, b1, b2]),
+        _ => {
+            out.push(0xfe);
+            out.extend_from_slice(&le);
+        }
     }
 }
 
@@ -534,18 +561,20 @@ impl Handshake<'_> {
     /// it: the scramble split 8 + 12 and NUL-terminated, its length given
     /// as 21.
     pub fn encode(&self) -> Vec<u8> {
-        let mut p = Vec::with_capacity(80 + self.server_version.len());
+        // A capacity hint: a slice's length plus a few bytes never saturates.
+        let mut p = Vec::with_capacity(self.server_version.len().saturating_add(80));
+        let [caps0, caps1, caps2, caps3] = self.capabilities.to_le_bytes();
         p.push(10);
         p.extend_from_slice(self.server_version.as_bytes());
         p.push(0);
         p.extend_from_slice(&self.connection_id.to_le_bytes());
         p.extend_from_slice(&self.scramble[..8]);
         p.push(0);
-        p.extend_from_slice(&(self.capabilities as u16).to_le_bytes());
+        p.extend_from_slice(&[caps0, caps1]);
         p.push(self.charset);
         p.extend_from_slice(&self.status.to_le_bytes());
-        p.extend_from_slice(&((self.capabilities >> 16) as u16).to_le_bytes());
-        p.push(SCRAMBLE_LEN as u8 + 1);
+        p.extend_from_slice(&[caps2, caps3]);
+        p.push(AUTH_DATA_LEN);
         p.extend_from_slice(&[0; 6]);
         p.extend_from_slice(&self.mariadb_caps.unwrap_or(0).to_le_bytes());
         p.extend_from_slice(&self.scramble[8..]);
@@ -612,10 +641,10 @@ pub enum ClientHello {
 /// server offered (zstd's level byte is only present if both agree).
 pub fn parse_client_hello(payload: &[u8], server_caps: u32) -> Result<ClientHello, HandshakeError> {
     let mut r = Reader::new(payload);
-    if payload.len() < 2 {
+    let Some(&low) = payload.first_chunk() else {
         return Err(HandshakeError::TooShort);
-    }
-    let low = u32::from(u16::from_le_bytes([payload[0], payload[1]]));
+    };
+    let low = u32::from(u16::from_le_bytes(low));
     // Connector/J sends only the capability word before starting TLS.
     if payload.len() == 4 && low & caps::SSL != 0 {
         let capabilities = r.u32().ok_or(HandshakeError::TooShort)?;
@@ -629,8 +658,9 @@ pub fn parse_client_hello(payload: &[u8], server_caps: u32) -> Result<ClientHell
         h.capabilities = r.u32().ok_or(HandshakeError::TooShort)?;
         h.max_packet = r.u32().ok_or(HandshakeError::TooShort)?;
         h.charset = r.u8().ok_or(HandshakeError::TooShort)?;
-        let filler = r.take(23).ok_or(HandshakeError::TooShort)?;
-        h.mariadb_caps = u32::from_le_bytes([filler[19], filler[20], filler[21], filler[22]]);
+        // 23 filler bytes, MariaDB's capabilities in the last 4.
+        r.take(19).ok_or(HandshakeError::TooShort)?;
+        h.mariadb_caps = r.u32().ok_or(HandshakeError::TooShort)?;
     } else {
         if payload.len() < 5 {
             return Err(HandshakeError::TooShort);
@@ -702,7 +732,7 @@ pub fn parse_client_hello(payload: &[u8], server_caps: u32) -> Result<ClientHell
 /// Protocol::AuthSwitchRequest: ask the client to restart authentication
 /// with `plugin`, giving it `data` (the scramble and its NUL).
 pub fn auth_switch_request(plugin: &str, data: &[u8]) -> Vec<u8> {
-    let mut p = Vec::with_capacity(2 + plugin.len() + data.len());
+    let mut p = Vec::with_capacity(plugin.len().saturating_add(data.len()).saturating_add(2));
     p.push(0xfe);
     p.extend_from_slice(plugin.as_bytes());
     p.push(0);
@@ -712,7 +742,7 @@ pub fn auth_switch_request(plugin: &str, data: &[u8]) -> Vec<u8> {
 
 /// Protocol::AuthMoreData: plugin data wrapped with the 0x01 marker.
 pub fn auth_more_data(data: &[u8]) -> Vec<u8> {
-    let mut p = Vec::with_capacity(1 + data.len());
+    let mut p = Vec::with_capacity(data.len().saturating_add(1));
     p.push(0x01);
     p.extend_from_slice(data);
     p
@@ -935,7 +965,7 @@ fn parse_query_attrs(r: &mut Reader<'_>) -> Option<Vec<QueryAttr>> {
     if count > MAX_QUERY_ATTRS {
         return None;
     }
-    let n = count as usize;
+    let n = usize::try_from(count).ok()?;
     let bitmap = r.take(n.div_ceil(8))?;
     if r.u8()? != 1 {
         // Without types (new_params_bind_flag 0) the values cannot be read.
@@ -943,17 +973,18 @@ fn parse_query_attrs(r: &mut Reader<'_>) -> Option<Vec<QueryAttr>> {
     }
     let mut meta = Vec::with_capacity(n);
     for _ in 0..n {
-        let ty = r.u16()?;
+        // The type byte, then a flags byte (0x80: unsigned) not needed here.
+        let [ty, _flags] = r.u16()?.to_le_bytes();
         let name = r.lenenc_str()?.to_vec();
         meta.push((ty, name));
     }
     let mut out = Vec::with_capacity(n);
     for (i, (ty, name)) in meta.into_iter().enumerate() {
-        let is_null = bitmap[i / 8] & (1 << (i % 8)) != 0;
+        let is_null = bitmap.get(i / 8).is_some_and(|&b| b & (1 << (i % 8)) != 0);
         let value = if is_null {
             None
         } else {
-            Some(binary_value(r, (ty & 0xff) as u8)?.to_vec())
+            Some(binary_value(r, ty)?.to_vec())
         };
         out.push(QueryAttr { name, value });
     }
@@ -998,7 +1029,12 @@ pub struct OkPacket<'a> {
 /// result set under `DEPRECATE_EOF` (header 0xFE), for a client with
 /// `client_caps`.
 pub fn ok_payload(ok: &OkPacket<'_>, client_caps: u32, eof_header: bool) -> Vec<u8> {
-    let mut p = Vec::with_capacity(16 + ok.info.len() + ok.session_state.len());
+    let mut p = Vec::with_capacity(
+        ok.info
+            .len()
+            .saturating_add(ok.session_state.len())
+            .saturating_add(16),
+    );
     p.push(if eof_header { 0xfe } else { 0x00 });
     put_lenenc_int(&mut p, ok.affected_rows);
     put_lenenc_int(&mut p, ok.last_insert_id);
@@ -1046,7 +1082,7 @@ pub fn session_track_variable(name: &[u8], value: &[u8]) -> Vec<u8> {
 /// The payload of an ERR packet. The SQLSTATE marker is written only for
 /// 4.1 clients, as the server does.
 pub fn err_payload(code: u16, sqlstate: &str, message: &[u8], protocol_41: bool) -> Vec<u8> {
-    let mut p = Vec::with_capacity(9 + message.len());
+    let mut p = Vec::with_capacity(message.len().saturating_add(9));
     p.push(0xff);
     p.extend_from_slice(&code.to_le_bytes());
     if protocol_41 {
@@ -1100,7 +1136,7 @@ impl Column {
     /// extended type info MariaDB sends to clients that negotiated
     /// `MARIADB_CLIENT_EXTENDED_METADATA`.
     pub fn encode(&self, field_list: bool, extended_metadata: bool) -> Vec<u8> {
-        let mut p = Vec::with_capacity(48 + self.name.len() * 2);
+        let mut p = Vec::with_capacity(self.name.len().saturating_mul(2).saturating_add(48));
         put_lenenc_str(&mut p, b"def");
         put_lenenc_str(&mut p, self.schema.as_bytes());
         put_lenenc_str(&mut p, self.table.as_bytes());
@@ -1164,7 +1200,7 @@ pub fn charset_mbmaxlen(id: u16) -> u32 {
 
 /// Lower-case hex of bytes (for auth responses in events).
 pub fn to_hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
+    let mut s = String::with_capacity(bytes.len().saturating_mul(2));
     for b in bytes {
         let _ = write!(s, "{b:02x}");
     }
@@ -1185,20 +1221,19 @@ pub fn fuzz_parse(data: &[u8]) {
     for &(expected, max) in &[(0u8, 1 << 20), (1u8, 64), (0u8, MAX_FRAGMENT * 3)] {
         let mut buf = data;
         let mut seq = expected;
-        let mut n = 0;
-        while let Ok(Some(p)) = next_packet(buf, seq, max) {
+        // At most 65 packets from one framing.
+        for _ in 0..=64 {
+            let Ok(Some(p)) = next_packet(buf, seq, max) else {
+                break;
+            };
             assert!(p.consumed > 0 && p.consumed <= buf.len());
-            buf = &buf[p.consumed..];
+            buf = buf.get(p.consumed..).unwrap_or_default();
             seq = p.seq.wrapping_add(1);
             for &c in &caps_sets {
                 let _ = parse_client_hello(&p.payload, c);
                 let _ = parse_change_user(&p.payload, c);
                 let cmd = Command::parse(&p.payload, c);
                 let _ = cmd.name();
-            }
-            n += 1;
-            if n > 64 {
-                break;
             }
         }
     }

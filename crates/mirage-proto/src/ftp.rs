@@ -16,6 +16,20 @@
 //!   forge extra reply lines.
 //!
 //! [`fuzz_parse`] is the fuzz target's entry point.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        clippy::cast_possible_truncation,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 
@@ -56,34 +70,34 @@ impl LineReader {
     /// The next frame in `buf` and how many bytes it consumed. `(None, n)`
     /// means: drop `n` bytes (maybe 0) and read more.
     pub fn next<'a>(&mut self, buf: &'a [u8]) -> (Option<Frame<'a>>, usize) {
-        let nl = memchr(b'\n', buf);
+        let nl = first_line(buf);
         if self.skipping {
             return match nl {
-                Some(i) => {
+                Some((_, used)) => {
                     self.skipping = false;
-                    (None, i + 1)
+                    (None, used)
                 }
                 None => (None, buf.len()),
             };
         }
         match nl {
-            Some(i) => {
-                let mut line = &buf[..i];
+            Some((mut line, used)) => {
                 if let [rest @ .., b'\r'] = line {
                     line = rest;
                 }
-                if line.len() > self.max {
-                    (Some(Frame::TooLong(&line[..self.max])), i + 1)
-                } else {
-                    (Some(Frame::Line(line)), i + 1)
+                match line.split_at_checked(self.max) {
+                    Some((kept, over)) if !over.is_empty() => (Some(Frame::TooLong(kept)), used),
+                    _ => (Some(Frame::Line(line)), used),
                 }
             }
             // One byte of slack for a `\r` still to be followed by `\n`.
-            None if buf.len() > self.max + 1 => {
-                self.skipping = true;
-                (Some(Frame::TooLong(&buf[..self.max])), buf.len())
-            }
-            None => (None, 0),
+            None => match buf.split_at_checked(self.max) {
+                Some((kept, over)) if over.len() > 1 => {
+                    self.skipping = true;
+                    (Some(Frame::TooLong(kept)), buf.len())
+                }
+                _ => (None, 0),
+            },
         }
     }
 
@@ -93,8 +107,12 @@ impl LineReader {
     }
 }
 
-fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
+/// The bytes of `buf` before its first `\n`, and how many bytes the line
+/// takes with the `\n`; `None` while no `\n` has arrived.
+fn first_line(buf: &[u8]) -> Option<(&[u8], usize)> {
+    let with_nl = buf.split_inclusive(|&b| b == b'\n').next()?;
+    let line = with_nl.strip_suffix(b"\n")?;
+    Some((line, with_nl.len()))
 }
 
 /// A parsed command line.
@@ -114,11 +132,10 @@ impl<'a> Command<'a> {
     /// Split `line` into verb and argument.
     pub fn parse(line: &'a [u8]) -> Command<'a> {
         let line = skip_telnet(line);
-        let (word, arg) = match memchr(b' ', line) {
-            Some(i) => (&line[..i], &line[i + 1..]),
-            None => (line, &line[line.len()..]),
-        };
-        let cut = &word[..word.len().min(MAX_VERB)];
+        let mut halves = line.splitn(2, |&b| b == b' ');
+        let word = halves.next().unwrap_or_default();
+        let arg = halves.next().unwrap_or_default();
+        let cut = word.get(..MAX_VERB).unwrap_or(word);
         let garbage = word.is_empty()
             || word.len() > MAX_VERB
             || !word.iter().all(|b| b.is_ascii_alphabetic() || *b == b'@');
@@ -139,26 +156,20 @@ fn skip_telnet(mut line: &[u8]) -> &[u8] {
 pub fn parse_port(arg: &[u8]) -> Option<SocketAddrV4> {
     let text = std::str::from_utf8(arg).ok()?;
     let mut v = [0u8; 6];
-    let mut n = 0;
-    for part in text.trim().split(',') {
-        if n == 6 {
-            return None;
-        }
-        let p = part.trim();
+    let mut parts = text.trim().split(',');
+    for slot in &mut v {
+        let p = parts.next()?.trim();
         if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        v[n] = p.parse().ok()?;
-        n += 1;
+        *slot = p.parse().ok()?;
     }
-    if n != 6 {
+    if parts.next().is_some() {
         return None;
     }
-    let port = u16::from(v[4]) << 8 | u16::from(v[5]);
-    Some(SocketAddrV4::new(
-        Ipv4Addr::new(v[0], v[1], v[2], v[3]),
-        port,
-    ))
+    let [h1, h2, h3, h4, p1, p2] = v;
+    let port = u16::from(p1) << 8 | u16::from(p2);
+    Some(SocketAddrV4::new(Ipv4Addr::new(h1, h2, h3, h4), port))
 }
 
 /// What an EPRT argument says.
@@ -179,19 +190,17 @@ pub fn parse_eprt(arg: &[u8]) -> Option<Eprt> {
         return None;
     }
     let parts: Vec<&str> = text.split(d).collect();
-    // "", proto, addr, port, ""
-    if parts.len() != 5 || !parts[0].is_empty() || !parts[4].is_empty() {
+    let &["", proto, addr, port, ""] = parts.as_slice() else {
         return None;
-    }
-    let ip: IpAddr = match parts[1] {
-        "1" => IpAddr::V4(parts[2].parse::<Ipv4Addr>().ok()?),
-        "2" => IpAddr::V6(parts[2].parse::<Ipv6Addr>().ok()?),
+    };
+    let ip: IpAddr = match proto {
+        "1" => IpAddr::V4(addr.parse::<Ipv4Addr>().ok()?),
+        "2" => IpAddr::V6(addr.parse::<Ipv6Addr>().ok()?),
         p if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
             return Some(Eprt::BadProtocol);
         }
         _ => return None,
     };
-    let port = parts[3];
     if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -221,9 +230,9 @@ pub fn epsv_reply(port: u16) -> String {
 /// Parse a PASV/227 reply back into its address (what a client does; used
 /// by tests and by the fuzz target to check the round trip).
 pub fn parse_pasv_reply(text: &str) -> Option<SocketAddrV4> {
-    let open = text.find('(')?;
-    let close = text[open..].find(')')? + open;
-    parse_port(&text.as_bytes()[open + 1..close])
+    let (_, after_open) = text.split_once('(')?;
+    let (inside, _) = after_open.split_once(')')?;
+    parse_port(inside.as_bytes())
 }
 
 /// Replace CR and LF (and NUL) in reply text with spaces, so text that
@@ -274,7 +283,7 @@ pub fn fuzz_parse(data: &[u8]) {
                     assert!(used <= buf.len());
                     let progressed = used > 0;
                     if let Some(f) = frame {
-                        lines += 1;
+                        lines = lines.saturating_add(1);
                         let line = match f {
                             Frame::Line(l) => l,
                             Frame::TooLong(l) => {
@@ -295,9 +304,12 @@ pub fn fuzz_parse(data: &[u8]) {
                     }
                 }
                 // Nothing beyond one line (plus its CR) is ever buffered.
-                assert!(buf.len() <= max + 1, "{} > {}", buf.len(), max + 1);
+                // A line and its CR's byte of slack (`max` is small, so
+                // saturating never bites).
+                let bound = max.saturating_add(1);
+                assert!(buf.len() <= bound, "{} > {bound}", buf.len());
             }
-            assert!(lines <= data.len() + 1);
+            assert!(lines <= data.len().saturating_add(1));
         }
     }
     if let Some(a) = parse_port(data) {

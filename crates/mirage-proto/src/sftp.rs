@@ -6,6 +6,20 @@
 //! never buffers more than one packet, and every string and count is read
 //! through the packet's remaining bytes, so nothing is allocated ahead of
 //! received bytes.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        clippy::cast_possible_truncation,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 /// Longest packet accepted (length field value), as OpenSSH's
 /// `SFTP_MAX_MSG_LENGTH`.
@@ -276,10 +290,11 @@ impl Framer {
 
     /// The next whole packet (type byte and body), if buffered.
     pub fn next_packet(&mut self) -> Option<Result<Vec<u8>, SftpError>> {
-        if self.broken || self.buf.len() < 4 {
+        if self.broken {
             return None;
         }
-        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+        let (&head, _) = self.buf.split_first_chunk::<4>()?;
+        let len = u32::from_be_bytes(head) as usize;
         if len > MAX_PACKET {
             self.broken = true;
             self.buf = Vec::new();
@@ -290,11 +305,11 @@ impl Framer {
             self.buf = Vec::new();
             return Some(Err(SftpError::Empty));
         }
-        if self.buf.len() < 4 + len {
-            return None;
-        }
-        let packet = self.buf[4..4 + len].to_vec();
-        self.buf.drain(..4 + len);
+        // A packet ending past `usize::MAX` could never be buffered whole
+        // (and `len` is at most MAX_PACKET here).
+        let end = len.checked_add(4)?;
+        let packet = self.buf.get(4..end)?.to_vec();
+        self.buf.drain(..end);
         Some(Ok(packet))
     }
 }
@@ -307,20 +322,24 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], SftpError> {
-        if self.data.len() < n {
-            return Err(SftpError::Malformed(self.op));
-        }
-        let (a, b) = self.data.split_at(n);
+        let (a, b) = self
+            .data
+            .split_at_checked(n)
+            .ok_or(SftpError::Malformed(self.op))?;
         self.data = b;
         Ok(a)
     }
     fn u32(&mut self) -> Result<u32, SftpError> {
-        let b = self.take(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        let (&b, rest) = self
+            .data
+            .split_first_chunk::<4>()
+            .ok_or(SftpError::Malformed(self.op))?;
+        self.data = rest;
+        Ok(u32::from_be_bytes(b))
     }
     fn u64(&mut self) -> Result<u64, SftpError> {
-        let hi = self.u32()? as u64;
-        let lo = self.u32()? as u64;
+        let hi = u64::from(self.u32()?);
+        let lo = u64::from(self.u32()?);
         Ok(hi << 32 | lo)
     }
     fn string(&mut self) -> Result<Vec<u8>, SftpError> {
@@ -463,7 +482,7 @@ impl Out {
         self
     }
     fn string(mut self, s: &[u8]) -> Out {
-        self.0.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        self.0.extend_from_slice(&low32(s.len()).to_be_bytes());
         self.0.extend_from_slice(s);
         self
     }
@@ -497,10 +516,20 @@ impl Out {
         self
     }
     fn done(mut self) -> Vec<u8> {
-        let len = (self.0.len() - 4) as u32;
-        self.0[..4].copy_from_slice(&len.to_be_bytes());
+        // `Out::new` wrote the length field this fills in, so the split
+        // always succeeds.
+        if let Some((len, body)) = self.0.split_first_chunk_mut::<4>() {
+            *len = low32(body.len()).to_be_bytes();
+        }
         self.0
     }
+}
+
+/// The low 32 bits of a length or count, as the wire's uint32 carries it
+/// (what an `as u32` cast kept; replies stay far below 4 GiB).
+fn low32(n: usize) -> u32 {
+    let [.., a, b, c, d] = n.to_be_bytes();
+    u32::from_be_bytes([a, b, c, d])
 }
 
 /// SSH_FXP_VERSION 3 with `(name, data)` extensions.
@@ -542,7 +571,7 @@ pub type NameEntry = (Vec<u8>, Vec<u8>, Attrs);
 
 /// SSH_FXP_NAME.
 pub fn name(id: u32, entries: &[NameEntry]) -> Vec<u8> {
-    let mut o = Out::new(fxp::NAME).u32(id).u32(entries.len() as u32);
+    let mut o = Out::new(fxp::NAME).u32(id).u32(low32(entries.len()));
     for (n, l, a) in entries {
         o = o.string(n).string(l).attrs(a);
     }

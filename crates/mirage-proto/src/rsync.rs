@@ -16,6 +16,20 @@
 //! bytes are needed, so the caller can read more and retry; state changes
 //! only on success. Lengths and counts are capped before anything is
 //! allocated, and attacker integers go through checked arithmetic.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        clippy::cast_possible_truncation,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 use thiserror::Error;
 
@@ -192,73 +206,73 @@ impl<'a> Cursor<'a> {
     }
     /// Bytes left.
     pub fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+        self.buf.get(self.pos..).map_or(0, <[u8]>::len)
     }
     /// The next `n` bytes.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).ok_or(Error::Incomplete)?;
-        if end > self.buf.len() {
-            return Err(Error::Incomplete);
-        }
-        let s = &self.buf[self.pos..end];
+        let s = self.buf.get(self.pos..end).ok_or(Error::Incomplete)?;
         self.pos = end;
         Ok(s)
     }
+    /// The next `N` bytes, as an array.
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        // `bytes` gives exactly N bytes or an error, so the conversion
+        // cannot fail.
+        self.bytes(N)?.try_into().map_err(|_| Error::Incomplete)
+    }
     /// One byte.
     pub fn u8(&mut self) -> Result<u8> {
-        Ok(self.bytes(1)?[0])
+        let [b] = self.array()?;
+        Ok(b)
     }
     /// A little-endian 16-bit `shortint`.
     pub fn u16(&mut self) -> Result<u16> {
-        let b = self.bytes(2)?;
-        Ok(u16::from_le_bytes([b[0], b[1]]))
+        Ok(u16::from_le_bytes(self.array()?))
     }
     /// A little-endian 32-bit `int`.
     pub fn i32(&mut self) -> Result<i32> {
-        let b = self.bytes(4)?;
-        Ok(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(i32::from_le_bytes(self.array()?))
     }
     /// A `varint` (`read_varint`).
     pub fn varint(&mut self) -> Result<i32> {
         let ch = self.u8()?;
-        let extra = extra_bytes(ch);
+        let (extra, mask) = extra_bytes(ch);
         if extra == 0 {
             return Ok(i32::from(ch));
         }
         if extra > 4 {
             return Err(Error::Invalid("varint"));
         }
-        let mut b = [0u8; 5];
-        b[..extra].copy_from_slice(self.bytes(extra)?);
-        b[extra] = ch & ((1u8 << (8 - extra)) - 1);
-        if extra == 4 && b[4] != 0 {
+        // At most 4 bytes and the first byte's value bits: 5 bytes, the
+        // last of which must be clear.
+        let b: [u8; 5] = le_value(self.bytes(extra)?.iter().chain([&(ch & mask)]));
+        let [v @ .., 0] = b else {
             return Err(Error::Invalid("varint"));
-        }
-        Ok(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        Ok(i32::from_le_bytes(v))
     }
     /// A `varlong` with `min_bytes` fixed bytes (`read_varlong`).
     pub fn varlong(&mut self, min_bytes: usize) -> Result<i64> {
         debug_assert!((1..=8).contains(&min_bytes));
         let head = self.bytes(min_bytes)?;
-        let ch = head[0];
-        let extra = extra_bytes(ch);
-        if min_bytes + extra > 9 {
+        let Some((&ch, fixed)) = head.split_first() else {
+            // min_bytes 0: there is no first byte to say the length.
+            return Err(Error::Invalid("varlong"));
+        };
+        let (extra, mask) = extra_bytes(ch);
+        if min_bytes.checked_add(extra).is_none_or(|n| n > 9) {
             return Err(Error::Invalid("varlong"));
         }
-        let mut b = [0u8; 9];
-        b[..min_bytes - 1].copy_from_slice(&head[1..]);
-        if extra > 0 {
-            b[min_bytes - 1..min_bytes - 1 + extra].copy_from_slice(self.bytes(extra)?);
-            b[min_bytes + extra - 1] = ch & ((1u8 << (8 - extra)) - 1);
-        } else {
-            b[min_bytes - 1] = ch;
-        }
-        if b[8] != 0 {
+        // The fixed bytes, the extra ones and the first byte's value bits
+        // fill at most 9 bytes (just checked), the last of which must be
+        // clear.
+        let tail = self.bytes(extra)?;
+        let b: [u8; 9] = le_value(fixed.iter().chain(tail).chain([&(ch & mask)]));
+        let [v @ .., 0] = b else {
             return Err(Error::Invalid("varlong"));
-        }
-        Ok(i64::from_le_bytes([
-            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
-        ]))
+        };
+        Ok(i64::from_le_bytes(v))
     }
     /// A `vstring`: one length byte (two when the high bit is set), then bytes.
     pub fn vstring(&mut self, max: usize) -> Result<&'a [u8]> {
@@ -273,17 +287,29 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Extra bytes after a varint's first byte (`int_byte_extra`).
-fn extra_bytes(ch: u8) -> usize {
+/// Extra bytes after a varint's first byte (`int_byte_extra`), and the
+/// mask of the first byte's bits that are the value's top bits
+/// (`(1 << (8 - extra)) - 1`; the whole byte when nothing follows).
+fn extra_bytes(ch: u8) -> (usize, u8) {
     match ch {
-        0x00..=0x7f => 0,
-        0x80..=0xbf => 1,
-        0xc0..=0xdf => 2,
-        0xe0..=0xef => 3,
-        0xf0..=0xf7 => 4,
-        0xf8..=0xfb => 5,
-        _ => 6,
+        0x00..=0x7f => (0, 0xff),
+        0x80..=0xbf => (1, 0x7f),
+        0xc0..=0xdf => (2, 0x3f),
+        0xe0..=0xef => (3, 0x1f),
+        0xf0..=0xf7 => (4, 0x0f),
+        0xf8..=0xfb => (5, 0x07),
+        _ => (6, 0x03),
     }
+}
+
+/// A little-endian value from its bytes, low first; bytes past the end of
+/// `bytes` stay zero, and callers check that `bytes` fits.
+fn le_value<'b, const N: usize>(bytes: impl IntoIterator<Item = &'b u8>) -> [u8; N] {
+    let mut b = [0u8; N];
+    for (slot, &v) in b.iter_mut().zip(bytes) {
+        *slot = v;
+    }
+    b
 }
 
 /// Append a `varint`.
@@ -293,23 +319,36 @@ pub fn put_varint(out: &mut Vec<u8>, x: i32) {
 
 /// Append a `varlong` with `min_bytes` fixed bytes (`write_varlong`).
 pub fn put_varlong(out: &mut Vec<u8>, x: i64, min_bytes: usize) {
-    let mut b = [0u8; 9];
-    b[1..9].copy_from_slice(&x.to_le_bytes());
-    let mut cnt = 8;
-    while cnt > min_bytes && b[cnt] == 0 {
-        cnt -= 1;
+    let le = x.to_le_bytes();
+    // rsync's `cnt`: the low bytes of `x` up to its highest non-zero one,
+    // but at least `min_bytes` (all 8 for a larger `min_bytes`).
+    let mut sent: &[u8] = &le;
+    while sent.len() > min_bytes
+        && let [rest @ .., 0] = sent
+    {
+        sent = rest;
     }
-    // 7 + min_bytes - cnt, ordered so it never goes below zero (cnt <= 8).
-    let bit = 1u16 << (7 + min_bytes - cnt);
-    if u16::from(b[cnt]) >= bit {
-        cnt += 1;
-        b[0] = !((bit - 1) as u8);
-    } else if cnt > min_bytes {
-        b[0] = b[cnt] | !((bit * 2 - 1) as u8);
-    } else {
-        b[0] = b[cnt];
-    }
-    out.extend_from_slice(&b[..cnt]);
+    let Some((&top, low)) = sent.split_last() else {
+        // min_bytes 0 and x 0: rsync writes nothing.
+        return;
+    };
+    // The lead byte has a one bit per byte past `min_bytes`, a zero bit,
+    // and `free` bits (0x7f >> that count) that carry `top` when it fits;
+    // when it does not, `top` is sent as a byte of its own, behind one
+    // more one bit. Past the table (only for a `min_bytes` of 0 or over 8,
+    // which rsync never uses), the lead byte is `top` itself, as before.
+    const FREE: [u8; 8] = [0x7f, 0x3f, 0x1f, 0x0f, 0x07, 0x03, 0x01, 0x00];
+    let free = sent
+        .len()
+        .checked_sub(min_bytes)
+        .and_then(|past_min| FREE.get(past_min));
+    let (lead, body) = match free {
+        Some(&free) if top > free => (!free, sent),
+        Some(&free) => (top | !((free << 1) | 1), low),
+        None => (top, low),
+    };
+    out.push(lead);
+    out.extend_from_slice(body);
 }
 
 /// Append a little-endian `int`.
@@ -319,24 +358,29 @@ pub fn put_i32(out: &mut Vec<u8>, x: i32) {
 
 /// Append a `vstring`.
 pub fn put_vstring(out: &mut Vec<u8>, s: &[u8]) {
-    let s = &s[..s.len().min(0x7fff)];
+    let s = s.get(..0x7fff).unwrap_or(s);
+    // At most 0x7fff: the two low bytes are the whole length.
+    let [.., hi, lo] = s.len().to_be_bytes();
     if s.len() > 0x7f {
-        out.push(0x80 | (s.len() >> 8) as u8);
+        out.push(0x80 | hi);
     }
-    out.push(s.len() as u8);
+    out.push(lo);
     out.extend_from_slice(s);
 }
 
 /// One handshake line (without `\n` and a trailing `\r`) and the bytes it
 /// took, or `None` until a newline arrives.
 pub fn take_line(buf: &[u8], max: usize) -> Result<Option<(&[u8], usize)>> {
-    match buf.iter().position(|&b| b == b'\n') {
-        Some(i) if i > max => Err(Error::TooLong("line")),
-        Some(i) => {
-            let line = &buf[..i];
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            Ok(Some((line, i + 1)))
-        }
+    let piece = buf
+        .split_inclusive(|&b| b == b'\n')
+        .next()
+        .unwrap_or_default();
+    match piece.strip_suffix(b"\n") {
+        Some(line) if line.len() > max => Err(Error::TooLong("line")),
+        Some(line) => Ok(Some((
+            line.strip_suffix(b"\r").unwrap_or(line),
+            piece.len(),
+        ))),
         None if buf.len() > max => Err(Error::TooLong("line")),
         None => Ok(None),
     }
@@ -392,28 +436,31 @@ pub fn parse_greeting(line: &[u8]) -> Result<Greeting> {
 pub fn take_args(buf: &[u8], nul: bool) -> Result<Option<(Vec<Vec<u8>>, usize)>> {
     let sep = if nul { 0 } else { b'\n' };
     let mut args = Vec::new();
-    let mut pos = 0;
-    loop {
-        let rest = &buf[pos..];
-        let Some(i) = rest.iter().position(|&b| b == sep) else {
-            if rest.len() > MAX_ARG_LEN {
+    let mut pos = 0usize;
+    for piece in buf.split_inclusive(|&b| b == sep) {
+        let Some(a) = piece.strip_suffix(&[sep]) else {
+            if piece.len() > MAX_ARG_LEN {
                 return Err(Error::TooLong("argument"));
             }
             return Ok(None);
         };
-        if i > MAX_ARG_LEN {
+        if a.len() > MAX_ARG_LEN {
             return Err(Error::TooLong("argument"));
         }
-        pos += i + 1;
-        if i == 0 {
+        // Cannot overflow: at most MAX_ARGS + 1 pieces of at most
+        // MAX_ARG_LEN + 1 bytes.
+        pos = pos
+            .checked_add(piece.len())
+            .ok_or(Error::TooLong("argument list"))?;
+        if a.is_empty() {
             return Ok(Some((args, pos)));
         }
         if args.len() == MAX_ARGS {
             return Err(Error::TooLong("argument list"));
         }
-        let a = &rest[..i];
         args.push(a.strip_suffix(b"\r").unwrap_or(a).to_vec());
     }
+    Ok(None)
 }
 
 /// A multiplexed frame header: message tag and payload length.
@@ -427,10 +474,10 @@ pub struct Frame {
 
 /// The frame at the start of `buf` once its whole payload is buffered.
 pub fn next_frame(buf: &[u8], max: usize) -> Result<Option<Frame>> {
-    if buf.len() < 4 {
+    let Some((&head, payload)) = buf.split_first_chunk::<4>() else {
         return Ok(None);
-    }
-    let v = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    };
+    let v = u32::from_le_bytes(head);
     let raw_tag = (v >> 24) as u8;
     let len = (v & 0x00ff_ffff) as usize;
     let Some(tag) = raw_tag.checked_sub(MPLEX_BASE) else {
@@ -439,7 +486,7 @@ pub fn next_frame(buf: &[u8], max: usize) -> Result<Option<Frame>> {
     if len > max {
         return Err(Error::TooLong("multiplex frame"));
     }
-    if buf.len() - 4 < len {
+    if payload.len() < len {
         return Ok(None);
     }
     Ok(Some(Frame { tag, len }))
@@ -447,9 +494,13 @@ pub fn next_frame(buf: &[u8], max: usize) -> Result<Option<Frame>> {
 
 /// Append `data` as frames of `tag`, at most 32 KiB each.
 pub fn put_frames(out: &mut Vec<u8>, tag: u8, data: &[u8]) {
+    // The header's top byte is the tag plus MPLEX_BASE, kept to a byte as
+    // rsync's C does (only tags below 249 exist).
+    let tag = tag.wrapping_add(MPLEX_BASE);
     for chunk in data.chunks(32 * 1024) {
-        let v = (u32::from(tag + MPLEX_BASE) << 24) | chunk.len() as u32;
-        out.extend_from_slice(&v.to_le_bytes());
+        // Under 2^24 bytes: the three low bytes are the whole length.
+        let [l0, l1, l2, ..] = chunk.len().to_le_bytes();
+        out.extend_from_slice(&[l0, l1, l2, tag]);
         out.extend_from_slice(chunk);
     }
 }
@@ -487,21 +538,25 @@ impl NdxCodec {
         } else {
             self.prev_pos
         };
-        let num: i64 = if b == 0xfe {
-            let x = c.bytes(2)?;
-            if x[0] & 0x80 != 0 {
-                let y = c.bytes(2)?;
-                i64::from(u32::from_le_bytes([x[1], y[0], y[1], x[0] & 0x7f]))
+        // A difference that takes the index past i32::MAX is invalid.
+        let num = if b == 0xfe {
+            let [x0, x1] = c.array()?;
+            if x0 & 0x80 != 0 {
+                let [y0, y1] = c.array()?;
+                Some(i32::from_le_bytes([x1, y0, y1, x0 & 0x7f]))
             } else {
-                i64::from(prev) + ((i64::from(x[0]) << 8) | i64::from(x[1]))
+                prev.checked_add(i32::from(u16::from_be_bytes([x0, x1])))
             }
         } else {
-            i64::from(prev) + i64::from(b)
+            prev.checked_add(i32::from(b))
         };
-        let num = i32::try_from(num).map_err(|_| Error::Invalid("file index"))?;
+        let num = num.ok_or(Error::Invalid("file index"))?;
         if negative {
+            // Never i32::MIN: negative indexes are sent as non-negative
+            // numbers from prev_neg (1 at first) upwards.
+            let ndx = num.checked_neg().ok_or(Error::Invalid("file index"))?;
             self.prev_neg = num;
-            Ok(-num)
+            Ok(ndx)
         } else {
             self.prev_pos = num;
             Ok(num)
@@ -524,18 +579,14 @@ impl NdxCodec {
             self.prev_neg = n;
             (d, n)
         };
-        if diff > 0 && diff < 0xfe {
-            out.push(diff as u8);
-        } else if !(0..=0x7fff).contains(&diff) {
+        if let Ok(d @ 1..=0xfd) = u8::try_from(diff) {
+            out.push(d);
+        } else if let Ok(d @ 0..=0x7fff) = u16::try_from(diff) {
             out.push(0xfe);
-            out.push(((num >> 24) as u8) | 0x80);
-            out.push(num as u8);
-            out.push((num >> 8) as u8);
-            out.push((num >> 16) as u8);
+            out.extend_from_slice(&d.to_be_bytes());
         } else {
-            out.push(0xfe);
-            out.push((diff >> 8) as u8);
-            out.push(diff as u8);
+            let [n0, n1, n2, n3] = num.to_le_bytes();
+            out.extend_from_slice(&[0xfe, n3 | 0x80, n0, n1, n2]);
         }
     }
 }
@@ -688,16 +739,16 @@ impl FlistDecoder {
         } else {
             usize::from(c.u8()?)
         };
-        if l1 > self.last_name.len() {
-            return Err(Error::Invalid("name prefix"));
+        let prefix = self
+            .last_name
+            .get(..l1)
+            .ok_or(Error::Invalid("name prefix"))?;
+        match l1.checked_add(l2) {
+            Some(0) => return Err(Error::Invalid("empty file name")),
+            Some(n) if n <= MAX_NAME => {}
+            _ => return Err(Error::TooLong("file name")),
         }
-        if l1 + l2 > MAX_NAME {
-            return Err(Error::TooLong("file name"));
-        }
-        if l1 + l2 == 0 {
-            return Err(Error::Invalid("empty file name"));
-        }
-        let mut name = self.last_name[..l1].to_vec();
+        let mut name = prefix.to_vec();
         name.extend_from_slice(c.bytes(l2)?);
         if name.contains(&0) {
             return Err(Error::Invalid("file name"));
@@ -839,18 +890,21 @@ impl FlistEncoder {
         } else {
             self.mtime = e.mtime;
         }
-        let l1 = e
-            .name
-            .iter()
-            .zip(&self.last_name)
-            .take(255)
-            .take_while(|(a, b)| a == b)
-            .count();
-        let l2 = e.name.len() - l1;
+        // The bytes shared with the previous name (at most 255: the count
+        // is one byte) and the rest, which is sent.
+        let (mut l1, mut suffix, mut prev) = (0u8, e.name.as_slice(), self.last_name.as_slice());
+        while let ([a, s @ ..], [b, p @ ..]) = (suffix, prev)
+            && a == b
+            && let Some(n) = l1.checked_add(1)
+        {
+            (l1, suffix, prev) = (n, s, p);
+        }
+        let l2 = suffix.len();
+        let short_l2 = u8::try_from(l2).ok();
         if l1 > 0 {
             x |= xmit::SAME_NAME;
         }
-        if l2 > 255 {
+        if short_l2.is_none() {
             x |= xmit::LONG_NAME;
         }
         if o.varint_flags {
@@ -868,20 +922,20 @@ impl FlistEncoder {
             }
             if x & 0xff00 != 0 || x == 0 {
                 x |= xmit::EXTENDED_FLAGS;
-                out.extend_from_slice(&(x as u16).to_le_bytes());
+                put_flags16(out, x);
             } else {
-                out.push(x as u8);
+                let [low, ..] = x.to_le_bytes();
+                out.push(low);
             }
         }
         if x & xmit::SAME_NAME != 0 {
-            out.push(l1 as u8);
+            out.push(l1);
         }
-        if x & xmit::LONG_NAME != 0 {
-            put_varint(out, l2 as i32);
-        } else {
-            out.push(l2 as u8);
+        match short_l2 {
+            Some(n) => out.push(n),
+            None => put_varint(out, low_i32(l2)),
         }
-        out.extend_from_slice(&e.name[l1..]);
+        out.extend_from_slice(suffix);
         put_varlong(out, e.len as i64, 3);
         if x & xmit::SAME_TIME == 0 {
             put_varlong(out, e.mtime, 4);
@@ -910,13 +964,25 @@ impl FlistEncoder {
             put_varint(out, 0);
             put_varint(out, io_error);
         } else if io_error != 0 {
-            let x = (xmit::EXTENDED_FLAGS | xmit::IO_ERROR_ENDLIST) as u16;
-            out.extend_from_slice(&x.to_le_bytes());
+            put_flags16(out, xmit::EXTENDED_FLAGS | xmit::IO_ERROR_ENDLIST);
             put_varint(out, io_error);
         } else {
             out.push(0);
         }
     }
+}
+
+/// Append byte-form transmit flags as a `shortint`: their low 16 bits (no
+/// flag is higher).
+fn put_flags16(out: &mut Vec<u8>, x: u32) {
+    let [b0, b1, ..] = x.to_le_bytes();
+    out.extend_from_slice(&[b0, b1]);
+}
+
+/// The low 32 bits of `n` as an `int`, what C's `(int)` cast keeps.
+fn low_i32(n: usize) -> i32 {
+    let [b0, b1, b2, b3, ..] = n.to_le_bytes();
+    i32::from_le_bytes([b0, b1, b2, b3])
 }
 
 /// rsync's file-list order (`f_name_cmp`, protocol 29+): at each level a
@@ -928,20 +994,18 @@ pub fn flist_cmp(a: &[u8], a_dir: bool, b: &[u8], b_dir: bool) -> std::cmp::Orde
         if name == b"." {
             return Vec::new();
         }
-        let parts: Vec<&[u8]> = name.split(|&c| c == b'/').collect();
-        let n = parts.len();
-        parts
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let is_path = i + 1 < n || dir;
-                let mut v = p.to_vec();
-                if is_path {
-                    v.push(b'/');
-                }
-                (u8::from(is_path), v)
-            })
-            .collect()
+        let mut parts = name.split(|&c| c == b'/').peekable();
+        let mut key = Vec::new();
+        while let Some(p) = parts.next() {
+            // Every component but the last is a directory.
+            let is_path = parts.peek().is_some() || dir;
+            let mut v = p.to_vec();
+            if is_path {
+                v.push(b'/');
+            }
+            key.push((u8::from(is_path), v));
+        }
+        key
     }
     key(a, a_dir).cmp(&key(b, b_dir))
 }
@@ -985,8 +1049,18 @@ impl SumHead {
     }
 
     /// Bytes of block checksums that follow the header (rolling + strong).
+    /// For a header that [`SumHead::read`] accepted this is at most 2^20
+    /// blocks of 68 bytes; one with a negative field (which `read`
+    /// refuses) gives `usize::MAX`, more than can ever follow.
     pub fn sums_len(&self) -> usize {
-        self.count as usize * (4 + self.s2length as usize)
+        let count = usize::try_from(self.count).ok();
+        let per_block = usize::try_from(self.s2length)
+            .ok()
+            .and_then(|s2| s2.checked_add(4));
+        count
+            .zip(per_block)
+            .and_then(|(count, per_block)| count.checked_mul(per_block))
+            .unwrap_or(usize::MAX)
     }
 
     /// Append the header.
@@ -1014,7 +1088,7 @@ pub fn take_filter(buf: &[u8]) -> Result<Option<(Option<Vec<u8>>, usize)>> {
         return Err(Error::TooLong("filter rule"));
     }
     match c.bytes(len) {
-        Ok(b) => Ok(Some((Some(b.to_vec()), 4 + len))),
+        Ok(b) => Ok(Some((Some(b.to_vec()), c.pos()))),
         Err(Error::Incomplete) => Ok(None),
         Err(e) => Err(e),
     }
@@ -1032,7 +1106,11 @@ pub fn fuzz_parse(data: &[u8]) {
     let _ = take_filter(data);
     let mut buf = data;
     while let Ok(Some(f)) = next_frame(buf, MAX_FRAME) {
-        buf = &buf[4 + f.len..];
+        // next_frame saw the header and the whole payload.
+        let Some(rest) = buf.get(4..).and_then(|b| b.get(f.len..)) else {
+            break;
+        };
+        buf = rest;
     }
     let mut ndx = NdxCodec::default();
     let mut c = Cursor::new(data);
@@ -1062,7 +1140,7 @@ pub fn fuzz_parse(data: &[u8]) {
         let mut rest = data;
         while let Ok(Some((item, used))) = d.next(rest) {
             assert!(used > 0 && used <= rest.len());
-            rest = &rest[used..];
+            rest = rest.get(used..).unwrap_or_default();
             if matches!(item, FlistItem::End { .. }) {
                 break;
             }

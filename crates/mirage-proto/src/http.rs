@@ -9,6 +9,20 @@
 //! before the bytes it describes have arrived, every length is checked and
 //! the chunked decoder refuses sizes past the cap before reading them.
 //! [`fuzz_parse`] is the fuzz target's entry point.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        clippy::cast_possible_truncation,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 /// Hard limits for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,18 +112,12 @@ impl Request {
 
     /// The path part of the target (before `?`).
     pub fn path(&self) -> &[u8] {
-        match self.target.iter().position(|&b| b == b'?') {
-            Some(i) => &self.target[..i],
-            None => &self.target,
-        }
+        split_once(&self.target, b'?').map_or(&self.target, |(path, _)| path)
     }
 
     /// The query part of the target (after `?`), if any.
     pub fn query(&self) -> Option<&[u8]> {
-        self.target
-            .iter()
-            .position(|&b| b == b'?')
-            .map(|i| &self.target[i + 1..])
+        split_once(&self.target, b'?').map(|(_, query)| query)
     }
 
     /// Whether the connection stays open after the response: HTTP/1.1
@@ -132,19 +140,35 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// `s` split around the byte at `at`, which neither half keeps.
+fn split_around(s: &[u8], at: usize) -> Option<(&[u8], &[u8])> {
+    let (before, from_at) = s.split_at_checked(at)?;
+    Some((before, from_at.get(1..)?))
+}
+
+/// `s` split around its first `sep`, which neither half keeps.
+fn split_once(s: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
+    split_around(s, s.iter().position(|&b| b == sep)?)
+}
+
+/// How many bytes of `whole` come before `rest`, which is a suffix of it.
+// why it cannot panic: every caller passes a suffix of `whole`, and a suffix
+// is never longer than the slice it ends.
+#[allow(clippy::arithmetic_side_effects)]
+fn offset_of(whole: &[u8], rest: &[u8]) -> usize {
+    whole.len() - rest.len()
+}
+
 /// Index just past the blank line ending the head, if buffered.
 fn head_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while let Some(p) = buf[i..].iter().position(|&b| b == b'\n') {
-        let at = i + p;
-        let next = &buf[at + 1..];
-        if next.starts_with(b"\r\n") {
-            return Some(at + 3);
+    // The line after each LF: the head ends at the first empty one (LF LF
+    // or LF CR LF); what comes before the first LF never counts.
+    let (_, mut rest) = split_once(buf, b'\n')?;
+    while let Some((line, after)) = split_once(rest, b'\n') {
+        if line.is_empty() || line == b"\r" {
+            return Some(offset_of(buf, after));
         }
-        if next.starts_with(b"\n") {
-            return Some(at + 2);
-        }
-        i = at + 1;
+        rest = after;
     }
     None
 }
@@ -165,10 +189,14 @@ pub fn parse_request(buf: &[u8], lim: &HttpLimits) -> Result<Option<(Request, us
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(buf.len());
     let buf_all = buf;
-    let buf = &buf[skip..];
-    let Some(end) = head_end(&buf[..buf.len().min(lim.max_head + 4)]) else {
+    let buf = buf.get(skip..).unwrap_or_default();
+    // A cap, so it saturates where the sum would have wrapped.
+    let head_cap = lim.max_head.saturating_add(4);
+    let window = buf.get(..head_cap).unwrap_or(buf);
+    // `head_end` answers at most `window.len()`, so the split always succeeds.
+    let Some((head, rest)) = head_end(window).and_then(|end| buf.split_at_checked(end)) else {
         if buf.len() > lim.max_head {
-            let first_line_done = buf[..lim.max_head].contains(&b'\n');
+            let first_line_done = buf.iter().take(lim.max_head).any(|&b| b == b'\n');
             return Err(if first_line_done {
                 HttpError::HeaderTooLarge
             } else {
@@ -184,10 +212,10 @@ pub fn parse_request(buf: &[u8], lim: &HttpLimits) -> Result<Option<(Request, us
         }
         return Ok(None);
     };
-    if end > lim.max_head + 4 {
+    if head.len() > head_cap {
         return Err(HttpError::HeaderTooLarge);
     }
-    let mut it = lines(&buf[..end]);
+    let mut it = lines(head);
     let line = it.next().unwrap_or_default();
     let mut parts = line.split(|&b| b == b' ').filter(|p| !p.is_empty());
     let (Some(method), Some(target), version, None) =
@@ -227,14 +255,13 @@ pub fn parse_request(buf: &[u8], lim: &HttpLimits) -> Result<Option<(Request, us
         if headers.len() >= lim.max_headers {
             return Err(HttpError::HeaderTooLarge);
         }
-        let Some(colon) = l.iter().position(|&b| b == b':') else {
+        let Some((name, value)) = split_once(l, b':') else {
             return Err(HttpError::BadRequest("invalid header line"));
         };
-        let name = &l[..colon];
         if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
             return Err(HttpError::BadRequest("invalid header name"));
         }
-        let value = l[colon + 1..].trim_ascii();
+        let value = value.trim_ascii();
         // The name is all tchars, hence ASCII.
         headers.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
     }
@@ -246,8 +273,6 @@ pub fn parse_request(buf: &[u8], lim: &HttpLimits) -> Result<Option<(Request, us
         body: Vec::new(),
         chunked: false,
     };
-    let head_len = skip + end;
-    let rest = &buf_all[head_len..];
     if let Some(te) = req.header("transfer-encoding") {
         let last = te.rsplit(|&b| b == b',').next().unwrap_or_default();
         if !last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
@@ -256,9 +281,9 @@ pub fn parse_request(buf: &[u8], lim: &HttpLimits) -> Result<Option<(Request, us
         req.chunked = true;
         return match dechunk(rest, lim)? {
             None => Ok(None),
-            Some((body, used)) => {
+            Some((body, after)) => {
                 req.body = body;
-                Ok(Some((req, head_len + used)))
+                Ok(Some((req, offset_of(buf_all, after))))
             }
         };
     }
@@ -280,39 +305,48 @@ pub fn parse_request(buf: &[u8], lim: &HttpLimits) -> Result<Option<(Request, us
         if n > lim.max_body as u64 {
             return Err(HttpError::BodyTooLarge);
         }
-        len = Some(n as usize);
+        // `n` is at most `max_body`, a usize, so this always converts.
+        len = Some(usize::try_from(n).map_err(|_| HttpError::BodyTooLarge)?);
     }
     let len = len.unwrap_or(0);
-    if rest.len() < len {
+    let Some((body, after)) = rest.split_at_checked(len) else {
         return Ok(None);
-    }
-    req.body = rest[..len].to_vec();
-    Ok(Some((req, head_len + len)))
+    };
+    req.body = body.to_vec();
+    Ok(Some((req, offset_of(buf_all, after))))
 }
 
 /// Longest chunk-size line (size, extensions) accepted.
 const MAX_CHUNK_LINE: usize = 1024;
 
+/// The line at the front of `buf` without its LF, and the bytes after the
+/// LF, if the LF is among the first `MAX_CHUNK_LINE + 1` bytes.
+fn chunk_line(buf: &[u8]) -> Option<(&[u8], &[u8])> {
+    let nl = buf
+        .iter()
+        .take(MAX_CHUNK_LINE + 1)
+        .position(|&b| b == b'\n')?;
+    split_around(buf, nl)
+}
+
+/// A de-chunked body and the bytes after its last chunk and trailers.
+type Dechunked<'a> = (Vec<u8>, &'a [u8]);
+
 /// Decode a chunked body at the front of `buf`: `Ok(None)` until the last
 /// chunk and trailers have arrived.
-fn dechunk(buf: &[u8], lim: &HttpLimits) -> Result<Option<(Vec<u8>, usize)>, HttpError> {
-    let mut pos = 0usize;
+fn dechunk<'a>(buf: &'a [u8], lim: &HttpLimits) -> Result<Option<Dechunked<'a>>, HttpError> {
+    let mut rest = buf;
     let mut total = 0usize;
     // First pass checks framing and sizes without copying; the body is
     // assembled only once all of it is here.
-    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut spans: Vec<&[u8]> = Vec::new();
     loop {
-        let Some(nl) = buf[pos..]
-            .iter()
-            .take(MAX_CHUNK_LINE + 1)
-            .position(|&b| b == b'\n')
-        else {
-            if buf.len() - pos > MAX_CHUNK_LINE {
+        let Some((line, after)) = chunk_line(rest) else {
+            if rest.len() > MAX_CHUNK_LINE {
                 return Err(HttpError::BadRequest("chunk size line too long"));
             }
             return Ok(None);
         };
-        let line = &buf[pos..pos + nl];
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let hex = line.split(|&b| b == b';').next().unwrap_or_default();
         let hex = hex.trim_ascii();
@@ -322,78 +356,72 @@ fn dechunk(buf: &[u8], lim: &HttpLimits) -> Result<Option<(Vec<u8>, usize)>, Htt
         let size = hex
             .iter()
             .try_fold(0u64, |acc, &d| {
-                let v = (d as char).to_digit(16)? as u64;
+                let v = u64::from(char::from(d).to_digit(16)?);
                 acc.checked_mul(16)?.checked_add(v)
             })
             .ok_or(HttpError::BadRequest("invalid chunk size"))?;
-        pos += nl + 1;
+        rest = after;
         if size == 0 {
             // Trailer fields until an empty line; they count against the
             // chunk-line limit each and are dropped.
             loop {
-                let Some(nl) = buf[pos..]
-                    .iter()
-                    .take(MAX_CHUNK_LINE + 1)
-                    .position(|&b| b == b'\n')
-                else {
-                    if buf.len() - pos > MAX_CHUNK_LINE {
+                let Some((line, after)) = chunk_line(rest) else {
+                    if rest.len() > MAX_CHUNK_LINE {
                         return Err(HttpError::BadRequest("trailer too long"));
                     }
                     return Ok(None);
                 };
-                let line = &buf[pos..pos + nl];
-                pos += nl + 1;
+                rest = after;
                 if line == b"\r" || line.is_empty() {
                     let mut body = Vec::with_capacity(total);
-                    for (a, b) in spans {
-                        body.extend_from_slice(&buf[a..b]);
+                    for span in spans {
+                        body.extend_from_slice(span);
                     }
-                    return Ok(Some((body, pos)));
+                    return Ok(Some((body, rest)));
                 }
             }
         }
-        let new_total = (total as u64).saturating_add(size);
-        if new_total > lim.max_body as u64 {
-            return Err(HttpError::BodyTooLarge);
-        }
-        let size = size as usize;
-        total = new_total as usize;
+        // A size or a total that does not fit a usize is past the cap too.
+        let size = usize::try_from(size).map_err(|_| HttpError::BodyTooLarge)?;
+        total = total
+            .checked_add(size)
+            .filter(|&t| t <= lim.max_body)
+            .ok_or(HttpError::BodyTooLarge)?;
         // data, then CR LF (or LF)
-        if buf.len() - pos < size + 1 {
+        let Some((data, after)) = rest.split_at_checked(size) else {
             return Ok(None);
-        }
-        spans.push((pos, pos + size));
-        pos += size;
-        if buf[pos..].starts_with(b"\r\n") {
-            pos += 2;
-        } else if buf[pos] == b'\n' {
-            pos += 1;
-        } else if buf[pos] == b'\r' && buf.len() - pos == 1 {
-            return Ok(None);
-        } else {
-            return Err(HttpError::BadRequest("chunk not followed by CRLF"));
-        }
+        };
+        spans.push(data);
+        rest = match after {
+            [b'\r', b'\n', next @ ..] | [b'\n', next @ ..] => next,
+            [] | [b'\r'] => return Ok(None),
+            _ => return Err(HttpError::BadRequest("chunk not followed by CRLF")),
+        };
     }
+}
+
+/// The byte two hex digits spell, if both are hex digits.
+fn hex_byte(h: u8, l: u8) -> Option<u8> {
+    let h = char::from(h).to_digit(16)?;
+    let l = char::from(l).to_digit(16)?;
+    u8::try_from(h.checked_mul(16)?.checked_add(l)?).ok()
 }
 
 /// Percent-decode `s` (`+` kept); invalid escapes are kept as they are.
 pub fn percent_decode(s: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'%'
-            && i + 2 < s.len()
-            && let (Some(h), Some(l)) = (
-                (s[i + 1] as char).to_digit(16),
-                (s[i + 2] as char).to_digit(16),
-            )
+    let mut rest = s;
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'%'
+            && let [h, l, after @ ..] = tail
+            && let Some(byte) = hex_byte(*h, *l)
         {
-            out.push((h * 16 + l) as u8);
-            i += 3;
+            out.push(byte);
+            rest = after;
             continue;
         }
-        out.push(s[i]);
-        i += 1;
+        out.push(b);
+        rest = tail;
     }
     out
 }
@@ -405,10 +433,7 @@ pub fn form_pairs(s: &[u8], max: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
         .filter(|p| !p.is_empty())
         .take(max)
         .map(|p| {
-            let (k, v) = match p.iter().position(|&b| b == b'=') {
-                Some(i) => (&p[..i], &p[i + 1..]),
-                None => (p, &b""[..]),
-            };
+            let (k, v) = split_once(p, b'=').unwrap_or((p, b""));
             let plus = |x: &[u8]| -> Vec<u8> {
                 let x: Vec<u8> = x
                     .iter()
@@ -438,7 +463,7 @@ pub fn fuzz_parse(data: &[u8]) {
             assert!(req.body.len() <= lim.max_body);
             assert!(req.headers.len() <= lim.max_headers);
             let _ = req.keep_alive();
-            buf = &buf[used..];
+            buf = buf.get(used..).unwrap_or_default();
         }
         let _ = form_pairs(data, 16);
         let _ = percent_decode(data);

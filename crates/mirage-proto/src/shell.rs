@@ -7,6 +7,20 @@
 //! command runs ([`Word::expand`], so `false; echo $?` prints 1), adding at
 //! most [`MAX_EXPANDED`] bytes per word. `$(…)` and backquotes are kept as literal text
 //! (the emulator never runs a nested command it has not parsed).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        clippy::cast_possible_truncation,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 use std::fmt;
 
@@ -36,16 +50,19 @@ impl Word {
         let mut at = 0;
         let mut added = 0usize;
         for (pos, name) in &self.vars {
-            out.extend_from_slice(&self.text[at..*pos]);
+            // The parser's offsets are ascending and within `text`; for a
+            // hand-built word with other offsets, bytes are dropped instead
+            // of panicking.
+            out.extend_from_slice(self.text.get(at..*pos).unwrap_or_default());
             at = *pos;
             if let Some(v) = var(name) {
-                added += v.len();
+                added = added.saturating_add(v.len());
                 if added <= MAX_EXPANDED {
                     out.extend_from_slice(&v);
                 }
             }
         }
-        out.extend_from_slice(&self.text[at..]);
+        out.extend_from_slice(self.text.get(at..).unwrap_or_default());
         out
     }
 }
@@ -184,49 +201,79 @@ fn is_name_byte(b: u8, first: bool) -> bool {
     b == b'_' || b.is_ascii_alphabetic() || (!first && b.is_ascii_digit())
 }
 
+/// `s` split around its first `sep`, which neither half keeps.
+fn split_once(s: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
+    let at = s.iter().position(|&b| b == sep)?;
+    let (before, from_sep) = s.split_at_checked(at)?;
+    Some((before, from_sep.get(1..)?))
+}
+
 struct Lexer<'a> {
     s: &'a [u8],
     i: usize,
 }
 
-impl Lexer<'_> {
+impl<'a> Lexer<'a> {
     fn peek(&self, k: usize) -> Option<u8> {
-        self.s.get(self.i + k).copied()
+        self.s.get(self.i.checked_add(k)?).copied()
+    }
+
+    /// Move `n` bytes on. `i` counts bytes consumed and never passes
+    /// `MAX_LINE + 1`, so it never saturates; saturating only rules out a wrap.
+    fn advance(&mut self, n: usize) {
+        self.i = self.i.saturating_add(n);
+    }
+
+    /// The bytes consumed since `self.i` was `start`.
+    fn since(&self, start: usize) -> &'a [u8] {
+        self.s.get(start..self.i).unwrap_or_default()
+    }
+
+    /// The bytes before the next `end`, moving past that `end`; `None`, and
+    /// no move, when no `end` follows.
+    fn until(&mut self, end: u8) -> Option<&'a [u8]> {
+        let rest = self.s.get(self.i..).unwrap_or_default();
+        let len = rest.iter().position(|&b| b == end)?;
+        let start = self.i;
+        self.advance(len);
+        let before = self.since(start);
+        self.advance(1);
+        Some(before)
     }
 
     /// Expand `$…` at `self.i` (which is at `$`) into `out`.
     fn dollar(&mut self, out: &mut Word) -> Result<(), ParseError> {
-        self.i += 1;
+        let dollar_at = self.i;
+        self.advance(1);
         let name: String = match self.peek(0) {
             Some(b'{') => {
-                let start = self.i + 1;
-                let Some(end) = self.s[start..].iter().position(|&b| b == b'}') else {
+                self.advance(1);
+                let Some(name) = self.until(b'}') else {
                     return Err(ParseError::Unterminated('}'));
                 };
-                self.i = start + end + 1;
-                String::from_utf8_lossy(&self.s[start..start + end]).into_owned()
+                String::from_utf8_lossy(name).into_owned()
             }
             Some(b) if b == b'?' || b == b'$' || b == b'#' || b.is_ascii_digit() => {
-                self.i += 1;
-                (b as char).to_string()
+                self.advance(1);
+                char::from(b).to_string()
             }
             Some(b) if is_name_byte(b, true) => {
                 let start = self.i;
                 while self.peek(0).is_some_and(|b| is_name_byte(b, false)) {
-                    self.i += 1;
+                    self.advance(1);
                 }
-                String::from_utf8_lossy(&self.s[start..self.i]).into_owned()
+                String::from_utf8_lossy(self.since(start)).into_owned()
             }
             Some(b'(') => {
-                // $(…): kept literally, up to the matching parenthesis.
-                let start = self.i - 1;
+                // $(…): kept literally, up to the matching parenthesis. The
+                // first byte is `(`, so `depth` is at least 1 at every `)`.
                 let mut depth = 0usize;
                 while let Some(b) = self.peek(0) {
-                    self.i += 1;
+                    self.advance(1);
                     match b {
-                        b'(' => depth += 1,
+                        b'(' => depth = depth.saturating_add(1),
                         b')' => {
-                            depth -= 1;
+                            depth = depth.saturating_sub(1);
                             if depth == 0 {
                                 break;
                             }
@@ -237,7 +284,7 @@ impl Lexer<'_> {
                 if depth != 0 {
                     return Err(ParseError::Unterminated(')'));
                 }
-                out.text.extend_from_slice(&self.s[start..self.i]);
+                out.text.extend_from_slice(self.since(dollar_at));
                 return Ok(());
             }
             _ => {
@@ -260,38 +307,37 @@ impl Lexer<'_> {
                 b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'<' | b'>' => break,
                 b'\'' => {
                     quoted = true;
-                    let start = self.i + 1;
-                    let Some(end) = self.s[start..].iter().position(|&c| c == b'\'') else {
+                    self.advance(1);
+                    let Some(text) = self.until(b'\'') else {
                         return Err(ParseError::Unterminated('\''));
                     };
-                    w.text.extend_from_slice(&self.s[start..start + end]);
-                    self.i = start + end + 1;
+                    w.text.extend_from_slice(text);
                 }
                 b'"' => {
                     quoted = true;
-                    self.i += 1;
+                    self.advance(1);
                     loop {
                         match self.peek(0) {
                             None => return Err(ParseError::Unterminated('"')),
                             Some(b'"') => {
-                                self.i += 1;
+                                self.advance(1);
                                 break;
                             }
                             Some(b'\\') => match self.peek(1) {
                                 Some(c @ (b'"' | b'\\' | b'$' | b'`')) => {
                                     w.text.push(c);
-                                    self.i += 2;
+                                    self.advance(2);
                                 }
-                                Some(b'\n') => self.i += 2,
+                                Some(b'\n') => self.advance(2),
                                 _ => {
                                     w.text.push(b'\\');
-                                    self.i += 1;
+                                    self.advance(1);
                                 }
                             },
                             Some(b'$') => self.dollar(&mut w)?,
                             Some(c) => {
                                 w.text.push(c);
-                                self.i += 1;
+                                self.advance(1);
                             }
                         }
                     }
@@ -303,20 +349,21 @@ impl Lexer<'_> {
                         Some(c) => w.text.push(c),
                         None => {}
                     }
-                    self.i += 2;
+                    self.advance(2);
                 }
                 b'$' => self.dollar(&mut w)?,
                 b'`' => {
+                    // Kept literally, backquotes included.
                     let start = self.i;
-                    let Some(end) = self.s[start + 1..].iter().position(|&c| c == b'`') else {
+                    self.advance(1);
+                    if self.until(b'`').is_none() {
                         return Err(ParseError::Unterminated('`'));
-                    };
-                    self.i = start + 1 + end + 1;
-                    w.text.extend_from_slice(&self.s[start..self.i]);
+                    }
+                    w.text.extend_from_slice(self.since(start));
                 }
                 _ => {
                     w.text.push(b);
-                    self.i += 1;
+                    self.advance(1);
                 }
             }
         }
@@ -327,7 +374,7 @@ impl Lexer<'_> {
         let mut out = Vec::new();
         loop {
             while matches!(self.peek(0), Some(b' ' | b'\t' | b'\r')) {
-                self.i += 1;
+                self.advance(1);
             }
             let Some(b) = self.peek(0) else { break };
             if out.len() >= MAX_WORDS * 2 {
@@ -336,37 +383,41 @@ impl Lexer<'_> {
             let tok = match (b, self.peek(1)) {
                 (b'#', _) => break,
                 (b'\n' | b';', _) => {
-                    self.i += 1;
+                    self.advance(1);
                     Tok::Semi
                 }
                 (b'&', Some(b'&')) => {
-                    self.i += 2;
+                    self.advance(2);
                     Tok::AndIf
                 }
                 (b'&', Some(b'>')) => {
-                    self.i += 2;
+                    self.advance(2);
                     Tok::AndGreat
                 }
                 (b'&', _) => {
-                    self.i += 1;
+                    self.advance(1);
                     Tok::Amp
                 }
                 (b'|', Some(b'|')) => {
-                    self.i += 2;
+                    self.advance(2);
                     Tok::OrIf
                 }
                 (b'|', _) => {
-                    self.i += 1;
+                    self.advance(1);
                     Tok::Pipe
                 }
                 (b'>', _) => self.great(1),
                 (b'<', _) => {
-                    self.i += 1;
+                    self.advance(1);
                     Tok::Less
                 }
                 (b'0'..=b'2', Some(b'>')) => {
-                    let fd = b - b'0';
-                    self.i += 1;
+                    let fd = match b {
+                        b'0' => 0,
+                        b'1' => 1,
+                        _ => 2,
+                    };
+                    self.advance(1);
                     self.great(fd)
                 }
                 _ => {
@@ -381,13 +432,13 @@ impl Lexer<'_> {
 
     /// At `>`: `>`, `>>`, `>&1`/`>&2`.
     fn great(&mut self, fd: u8) -> Tok {
-        self.i += 1;
+        self.advance(1);
         if self.peek(0) == Some(b'>') {
-            self.i += 1;
+            self.advance(1);
             return Tok::DGreat(fd);
         }
         if self.peek(0) == Some(b'&') && matches!(self.peek(1), Some(b'1' | b'2')) {
-            self.i += 2;
+            self.advance(2);
             return if fd == 2 {
                 Tok::ErrToOut
             } else {
@@ -415,7 +466,7 @@ pub fn parse(line: &[u8]) -> Result<Script, ParseError> {
     while let Some(t) = it.next() {
         match t {
             Tok::Word(w, quoted) => {
-                words += 1;
+                words = words.saturating_add(1);
                 if words > MAX_WORDS {
                     return Err(ParseError::TooLong);
                 }
@@ -425,22 +476,24 @@ pub fn parse(line: &[u8]) -> Result<Script, ParseError> {
                 }
                 if cmd.argv.is_empty()
                     && !quoted
-                    && let Some(eq) = w.text.iter().position(|&b| b == b'=')
-                    && eq > 0
-                    && w.vars.first().is_none_or(|(p, _)| *p > eq)
-                    && w.text[..eq]
+                    && let Some((name, value)) = split_once(&w.text, b'=')
+                    && !name.is_empty()
+                    && name
                         .iter()
                         .enumerate()
                         .all(|(i, &b)| is_name_byte(b, i == 0))
+                    // Every variable must come after the `=` (`A$B=1` is a
+                    // command); their offsets move to the start of the value.
+                    && let Some(vars) = w
+                        .vars
+                        .iter()
+                        .map(|(p, n)| Some((p.checked_sub(name.len())?.checked_sub(1)?, n.clone())))
+                        .collect::<Option<Vec<_>>>()
                 {
-                    let name = String::from_utf8_lossy(&w.text[..eq]).into_owned();
+                    let name = String::from_utf8_lossy(name).into_owned();
                     let value = Word {
-                        text: w.text[eq + 1..].to_vec(),
-                        vars: w
-                            .vars
-                            .iter()
-                            .map(|(p, n)| (p - eq - 1, n.clone()))
-                            .collect(),
+                        text: value.to_vec(),
+                        vars,
                     };
                     cmd.assigns.push((name, value));
                     continue;
@@ -453,7 +506,7 @@ pub fn parse(line: &[u8]) -> Result<Script, ParseError> {
                     Some(other) => return Err(ParseError::Unexpected(other.text())),
                     None => return Err(ParseError::Unexpected("newline".into())),
                 };
-                words += 1;
+                words = words.saturating_add(1);
                 cmd.redirects.push(match t {
                     Tok::Great(fd) => Redirect::Out {
                         fd,
@@ -519,7 +572,7 @@ pub fn fuzz_parse(data: &[u8]) {
             for c in &p.commands {
                 for w in &c.argv {
                     let e = w.expand(&|_: &str| Some(big.clone()));
-                    assert!(e.len() <= w.text.len() + MAX_EXPANDED);
+                    assert!(e.len() <= w.text.len().saturating_add(MAX_EXPANDED));
                 }
             }
         }

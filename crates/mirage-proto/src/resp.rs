@@ -18,6 +18,20 @@
 //! The decoder is incremental ([`RequestDecoder::decode`] reports how many
 //! bytes it consumed, possibly without a finished request) so a request that
 //! arrives in many reads is scanned once, not once per read.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        clippy::cast_possible_truncation,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 use std::fmt::Write as _;
 
@@ -206,14 +220,14 @@ impl RequestDecoder {
                 });
             };
             // Redis wants one more byte after the CR (and never looks at it).
-            if cr + 1 >= buf.len() {
+            let Some((line, after)) = split_skip(buf, cr, 2) else {
                 return Ok(Progress {
                     consumed: 0,
                     request: None,
                 });
-            }
-            let count = buf
-                .get(1..cr)
+            };
+            let count = line
+                .get(1..)
                 .and_then(string2ll)
                 .ok_or(ProtoError::InvalidMultibulkLength)?;
             if count > 0 && count as u64 > self.limits.max_multibulk_len {
@@ -222,10 +236,9 @@ impl RequestDecoder {
             if count > 10 && auth_required && self.limits.unauth_limits {
                 return Err(ProtoError::UnauthMultibulkLength);
             }
-            let consumed = cr + 2;
             if count <= 0 {
                 return Ok(Progress {
-                    consumed,
+                    consumed: offset_of(buf, after),
                     request: Some(Request {
                         args: Vec::new(),
                         framing: Framing::Multibulk,
@@ -237,28 +250,32 @@ impl RequestDecoder {
                 args: Vec::new(),
                 bulk_len: None,
             });
-            let mut p = self.continue_multibulk(&buf[consumed..], auth_required)?;
-            p.consumed += consumed;
-            return Ok(p);
+            let (request, rest) = self.continue_multibulk(after, auth_required)?;
+            return Ok(Progress {
+                consumed: offset_of(buf, rest),
+                request,
+            });
         }
-        self.continue_multibulk(buf, auth_required)
+        let (request, rest) = self.continue_multibulk(buf, auth_required)?;
+        Ok(Progress {
+            consumed: offset_of(buf, rest),
+            request,
+        })
     }
 
-    fn continue_multibulk(
+    /// Takes in what `buf` holds of the request in progress: the request if
+    /// it is finished, and the bytes not consumed.
+    fn continue_multibulk<'a>(
         &mut self,
-        buf: &[u8],
+        buf: &'a [u8],
         auth_required: bool,
-    ) -> Result<Progress, ProtoError> {
+    ) -> Result<(Option<Request>, &'a [u8]), ProtoError> {
         let limits = self.limits;
         let Some(partial) = self.partial.as_mut() else {
-            return Ok(Progress {
-                consumed: 0,
-                request: None,
-            });
+            return Ok((None, buf));
         };
-        let mut pos = 0usize;
-        while partial.remaining > 0 {
-            let rest = &buf[pos..];
+        let mut rest = buf;
+        while let Some(left) = partial.remaining.checked_sub(1) {
             let len = match partial.bulk_len {
                 Some(len) => len,
                 None => {
@@ -268,16 +285,17 @@ impl RequestDecoder {
                         }
                         break;
                     };
-                    if cr + 1 >= rest.len() {
+                    let Some((line, after)) = split_skip(rest, cr, 2) else {
                         break;
-                    }
+                    };
+                    // Not `line.first()`: an empty line is `got '\r'`.
                     match rest.first() {
                         Some(b'$') => {}
                         Some(&other) => return Err(ProtoError::ExpectedDollar(other)),
                         None => break,
                     }
-                    let ll = rest
-                        .get(1..cr)
+                    let ll = line
+                        .get(1..)
                         .and_then(string2ll)
                         .ok_or(ProtoError::InvalidBulkLength)?;
                     if ll < 0 || ll as u64 > limits.max_bulk_len {
@@ -287,44 +305,42 @@ impl RequestDecoder {
                         return Err(ProtoError::UnauthBulkLength);
                     }
                     let len = usize::try_from(ll).map_err(|_| ProtoError::InvalidBulkLength)?;
-                    pos += cr + 2;
+                    rest = after;
                     partial.bulk_len = Some(len);
                     len
                 }
             };
-            let rest = &buf[pos..];
             // The bulk and the two bytes after it (Redis skips them unread).
-            let Some(need) = len.checked_add(2) else {
+            if len.checked_add(2).is_none() {
                 return Err(ProtoError::InvalidBulkLength);
-            };
-            if rest.len() < need {
-                break;
             }
-            partial.args.push(rest[..len].to_vec());
-            pos += need;
+            let Some((bulk, after)) = split_skip(rest, len, 2) else {
+                break;
+            };
+            partial.args.push(bulk.to_vec());
+            rest = after;
             partial.bulk_len = None;
-            partial.remaining -= 1;
+            partial.remaining = left;
         }
         if partial.remaining == 0 {
             let args = std::mem::take(&mut partial.args);
             self.partial = None;
-            return Ok(Progress {
-                consumed: pos,
-                request: Some(Request {
+            return Ok((
+                Some(Request {
                     args,
                     framing: Framing::Multibulk,
                 }),
-            });
+                rest,
+            ));
         }
-        Ok(Progress {
-            consumed: pos,
-            request: None,
-        })
+        Ok((None, rest))
     }
 }
 
 fn decode_inline(buf: &[u8]) -> Result<Progress, ProtoError> {
-    let Some(nl) = find_before_nul(buf, b'\n') else {
+    // The split cannot fail once the LF is found.
+    let Some((mut line, after)) = find_before_nul(buf, b'\n').and_then(|nl| split_skip(buf, nl, 1))
+    else {
         if buf.len() > INLINE_MAX {
             return Err(ProtoError::TooBigInline);
         }
@@ -333,18 +349,32 @@ fn decode_inline(buf: &[u8]) -> Result<Progress, ProtoError> {
             request: None,
         });
     };
-    let mut line = &buf[..nl];
     if let Some(stripped) = line.strip_suffix(b"\r") {
         line = stripped;
     }
     let args = split_args(line).ok_or(ProtoError::UnbalancedQuotes)?;
     Ok(Progress {
-        consumed: nl + 1,
+        consumed: offset_of(buf, after),
         request: Some(Request {
             args,
             framing: Framing::Inline,
         }),
     })
+}
+
+/// `buf[..at]` and what follows the `skip` bytes after it, if `buf` holds
+/// them all.
+fn split_skip(buf: &[u8], at: usize, skip: usize) -> Option<(&[u8], &[u8])> {
+    let (head, tail) = buf.split_at_checked(at)?;
+    Some((head, tail.get(skip..)?))
+}
+
+/// How many bytes of `whole` come before `rest`, which is a suffix of it.
+// why it cannot panic: every caller passes a suffix of `whole`, and a suffix
+// is never longer than the slice it ends.
+#[allow(clippy::arithmetic_side_effects)]
+fn offset_of(whole: &[u8], rest: &[u8]) -> usize {
+    whole.len() - rest.len()
 }
 
 /// Position of `needle`, as C's `strchr` would see it: a NUL ends the search.
@@ -378,16 +408,12 @@ pub fn string2ll(s: &[u8]) -> Option<i64> {
     }
     let mut v: u64 = 0;
     for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        let d = char::from(d).to_digit(10)?;
+        v = v.checked_mul(10)?.checked_add(u64::from(d))?;
     }
     if negative {
-        if v > (i64::MAX as u64) + 1 {
-            return None;
-        }
-        Some((v as i64).wrapping_neg())
+        // Down to i64::MIN, whose magnitude is one past i64::MAX.
+        0i64.checked_sub_unsigned(v)
     } else {
         i64::try_from(v).ok()
     }
@@ -398,50 +424,53 @@ fn is_c_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+/// The byte two hex digits spell, if both are hex digits.
+fn hex_byte(h: u8, l: u8) -> Option<u8> {
+    let h = char::from(h).to_digit(16)?;
+    let l = char::from(l).to_digit(16)?;
+    u8::try_from(h.checked_mul(16)?.checked_add(l)?).ok()
+}
+
+/// What follows the first `n` bytes of `s`; empty when `s` is shorter.
+fn skip(s: &[u8], n: usize) -> &[u8] {
+    s.get(n..).unwrap_or_default()
+}
+
+/// The byte `k` places into `s`, as a C string reads it: past the end is NUL.
+fn byte_at(s: &[u8], k: usize) -> u8 {
+    s.get(k).copied().unwrap_or(0)
 }
 
 /// Split an inline request as Redis's `sdssplitargs` does; `None` is the
 /// "unbalanced quotes" case. The line is treated as a C string: it ends at
 /// the first NUL.
 pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
-    let line = match line.iter().position(|&b| b == 0) {
-        Some(n) => &line[..n],
-        None => line,
-    };
-    let at = |i: usize| line.get(i).copied().unwrap_or(0);
+    let line = line.split(|&b| b == 0).next().unwrap_or_default();
+    // What is left of the line; `byte_at(rest, 0)` is the C code's `*p`.
+    let mut rest = line;
     let mut out = Vec::new();
-    let mut p = 0usize;
     loop {
-        while p < line.len() && is_c_space(at(p)) {
-            p += 1;
-        }
-        if p >= line.len() {
+        let Some(start) = rest.iter().position(|&b| !is_c_space(b)) else {
             return Some(out);
-        }
+        };
+        rest = skip(rest, start);
         let mut cur = Vec::new();
         let (mut inq, mut insq, mut done) = (false, false, false);
         while !done {
-            let c = at(p);
+            let c = byte_at(rest, 0);
             if inq {
-                if c == b'\\' && at(p + 1) == b'x' {
-                    if let (Some(h), Some(l)) = (hex_val(at(p + 2)), hex_val(at(p + 3))) {
-                        cur.push(h * 16 + l);
-                        p += 3;
+                if c == b'\\' && byte_at(rest, 1) == b'x' {
+                    if let Some(b) = hex_byte(byte_at(rest, 2), byte_at(rest, 3)) {
+                        cur.push(b);
+                        rest = skip(rest, 3);
                     } else {
                         // `\x` without two hex digits: the generic escape.
                         cur.push(b'x');
-                        p += 1;
+                        rest = skip(rest, 1);
                     }
-                } else if c == b'\\' && at(p + 1) != 0 {
-                    p += 1;
-                    cur.push(match at(p) {
+                } else if c == b'\\' && byte_at(rest, 1) != 0 {
+                    rest = skip(rest, 1);
+                    cur.push(match byte_at(rest, 0) {
                         b'n' => b'\n',
                         b'r' => b'\r',
                         b't' => b'\t',
@@ -450,7 +479,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                         other => other,
                     });
                 } else if c == b'"' {
-                    let next = at(p + 1);
+                    let next = byte_at(rest, 1);
                     if next != 0 && !is_c_space(next) {
                         return None;
                     }
@@ -461,11 +490,11 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                     cur.push(c);
                 }
             } else if insq {
-                if c == b'\\' && at(p + 1) == b'\'' {
-                    p += 1;
+                if c == b'\\' && byte_at(rest, 1) == b'\'' {
+                    rest = skip(rest, 1);
                     cur.push(b'\'');
                 } else if c == b'\'' {
-                    let next = at(p + 1);
+                    let next = byte_at(rest, 1);
                     if next != 0 && !is_c_space(next) {
                         return None;
                     }
@@ -484,7 +513,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                 }
             }
             if c != 0 {
-                p += 1;
+                rest = skip(rest, 1);
             }
         }
         out.push(cur);
@@ -617,7 +646,10 @@ impl ReplyWriter {
     /// Verbatim text (`=len\r\ntxt:...`, a bulk in RESP2).
     pub fn verbatim(&mut self, text: &[u8]) {
         if self.resp3 {
-            let _ = write!(Counter(&mut self.out), "={}\r\ntxt:", text.len() + 4);
+            // why it cannot panic: a slice holds at most isize::MAX bytes.
+            #[allow(clippy::arithmetic_side_effects)]
+            let len = text.len() + 4;
+            let _ = write!(Counter(&mut self.out), "={len}\r\ntxt:");
             self.out.extend_from_slice(text);
             self.out.extend_from_slice(b"\r\n");
         } else {
@@ -698,20 +730,25 @@ impl Value {
 /// `Ok(None)` when more bytes are needed. Depth is capped at
 /// [`MAX_VALUE_DEPTH`]; element counts are never trusted for allocation.
 pub fn parse_value(buf: &[u8]) -> Result<Option<(Value, usize)>, ProtoError> {
-    parse_value_at(buf, 0)
+    Ok(parse_value_at(buf, 0)?.map(|(value, rest)| (value, offset_of(buf, rest))))
 }
 
-fn parse_value_at(buf: &[u8], depth: usize) -> Result<Option<(Value, usize)>, ProtoError> {
+/// One value from the front of `buf` and the bytes after it.
+fn parse_value_at(buf: &[u8], depth: usize) -> Result<Option<(Value, &[u8])>, ProtoError> {
     if depth > MAX_VALUE_DEPTH {
         return Err(ProtoError::InvalidMultibulkLength);
     }
-    let Some(nl) = buf.windows(2).position(|w| w == b"\r\n") else {
+    // The split cannot fail once the CR LF is found.
+    let Some((line, mut rest)) = buf
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .and_then(|nl| split_skip(buf, nl, 2))
+    else {
         return Ok(None);
     };
-    let Some((&kind, line)) = buf[..nl].split_first() else {
+    let Some((&kind, line)) = line.split_first() else {
         return Err(ProtoError::InvalidMultibulkLength);
     };
-    let mut pos = nl + 2;
     let value = match kind {
         b'+' => Value::Simple(line.to_vec()),
         b'-' => Value::Error(line.to_vec()),
@@ -723,13 +760,17 @@ fn parse_value_at(buf: &[u8], depth: usize) -> Result<Option<(Value, usize)>, Pr
                 Value::Null
             } else {
                 let n = usize::try_from(n).map_err(|_| ProtoError::InvalidBulkLength)?;
-                let end = pos.checked_add(n).ok_or(ProtoError::InvalidBulkLength)?;
-                if buf.len() < end.saturating_add(2) {
-                    return Ok(None);
+                // A bulk ending past usize::MAX is malformed (only a 32-bit
+                // target can be asked for one).
+                if offset_of(buf, rest).checked_add(n).is_none() {
+                    return Err(ProtoError::InvalidBulkLength);
                 }
-                let v = buf[pos..end].to_vec();
-                pos = end + 2;
-                Value::Bulk(v)
+                // The bulk, then two bytes that are not checked.
+                let Some((bulk, after)) = split_skip(rest, n, 2) else {
+                    return Ok(None);
+                };
+                rest = after;
+                Value::Bulk(bulk.to_vec())
             }
         }
         b'*' | b'~' | b'%' => {
@@ -740,10 +781,11 @@ fn parse_value_at(buf: &[u8], depth: usize) -> Result<Option<(Value, usize)>, Pr
                 let items = if kind == b'%' { n.saturating_mul(2) } else { n };
                 let mut v = Vec::new();
                 for _ in 0..items {
-                    match parse_value_at(&buf[pos..], depth + 1)? {
-                        Some((x, used)) => {
+                    // `depth` is at most MAX_VALUE_DEPTH here.
+                    match parse_value_at(rest, depth.saturating_add(1))? {
+                        Some((x, after)) => {
                             v.push(x);
-                            pos += used;
+                            rest = after;
                         }
                         None => return Ok(None),
                     }
@@ -764,7 +806,7 @@ fn parse_value_at(buf: &[u8], depth: usize) -> Result<Option<(Value, usize)>, Pr
         }
         _ => return Err(ProtoError::ExpectedDollar(kind)),
     };
-    Ok(Some((value, pos)))
+    Ok(Some((value, rest)))
 }
 
 /// Outcome of decoding a whole input, request by request (fuzzing, tests).

@@ -11,20 +11,6 @@
 //! [`detect`] is pure and looks at most [`PEEK_MAX`] bytes; it answers
 //! [`Detection::NeedMore`] only while a longer prefix could still change the
 //! answer, so the caller stops reading after at most `PEEK_MAX` bytes.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::arithmetic_side_effects,
-        clippy::indexing_slicing,
-        clippy::cast_possible_truncation,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::unreachable,
-        clippy::todo,
-        clippy::unimplemented
-    )
-)]
 
 /// Most bytes [`detect`] ever needs to decide.
 pub const PEEK_MAX: usize = 24;

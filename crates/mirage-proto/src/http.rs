@@ -9,20 +9,8 @@
 //! before the bytes it describes have arrived, every length is checked and
 //! the chunked decoder refuses sizes past the cap before reading them.
 //! [`fuzz_parse`] is the fuzz target's entry point.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::arithmetic_side_effects,
-        clippy::indexing_slicing,
-        clippy::cast_possible_truncation,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::unreachable,
-        clippy::todo,
-        clippy::unimplemented
-    )
-)]
+
+use crate::offset_of;
 
 /// Hard limits for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,14 +137,6 @@ fn split_around(s: &[u8], at: usize) -> Option<(&[u8], &[u8])> {
 /// `s` split around its first `sep`, which neither half keeps.
 fn split_once(s: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
     split_around(s, s.iter().position(|&b| b == sep)?)
-}
-
-/// How many bytes of `whole` come before `rest`, which is a suffix of it.
-// why it cannot panic: every caller passes a suffix of `whole`, and a suffix
-// is never longer than the slice it ends.
-#[allow(clippy::arithmetic_side_effects)]
-fn offset_of(whole: &[u8], rest: &[u8]) -> usize {
-    whole.len() - rest.len()
 }
 
 /// Index just past the blank line ending the head, if buffered.

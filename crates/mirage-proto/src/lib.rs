@@ -5,6 +5,25 @@
 //! Attackers write the input, so every parser here has a fuzz target in
 //! `fuzz/` and a property test beside it.
 #![forbid(unsafe_code)]
+// The panic-freedom lint set (issue 19): no parser may index, slice, cast
+// or do arithmetic in a way that can panic, wrap or truncate unnoticed on
+// attacker input, and CI's `clippy -D warnings` enforces it. Tests are
+// exempt; the few scoped `#[allow]`s in the modules say why each cannot
+// fail.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        clippy::cast_possible_truncation,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 pub mod detect;
 pub mod ftp;
 pub mod http;
@@ -20,6 +39,13 @@ pub mod sql_lex;
 pub mod syslog;
 pub mod telnet;
 pub mod tls_hello;
+
+/// How many bytes of `whole` come before `rest`, a suffix of it (what a
+/// parser that walks by splitting reports as consumed). Saturating: for a
+/// suffix it is the plain difference, and it needs no `#[allow]`.
+pub(crate) fn offset_of(whole: &[u8], rest: &[u8]) -> usize {
+    whole.len().saturating_sub(rest.len())
+}
 
 /// Runs `target` on every file of the committed fuzz corpus
 /// `fuzz/corpus/NAME`, which must not be empty: each parser's unit tests

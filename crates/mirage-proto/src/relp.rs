@@ -17,20 +17,7 @@
 //! (after which, as the specification says, the connection is closed: the
 //! stream can no longer be split).
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::arithmetic_side_effects,
-        clippy::indexing_slicing,
-        clippy::cast_possible_truncation,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::unreachable,
-        clippy::todo,
-        clippy::unimplemented
-    )
-)]
+use crate::offset_of;
 
 /// Longest header: 9 + 1 + 32 + 1 + 9 digits and separators, plus the SP
 /// before DATA.
@@ -103,14 +90,6 @@ fn split_at_sep(s: &[u8], max: usize, is_sep: impl Fn(u8) -> bool) -> Option<(&[
     Some((before, sep, after))
 }
 
-/// How many bytes of `buf` come before `rest`.
-#[allow(clippy::arithmetic_side_effects)]
-fn consumed(buf: &[u8], rest: &[u8]) -> usize {
-    // why it cannot panic: every caller passes a `rest` split off the end of
-    // `buf`, so it is never the longer one.
-    buf.len() - rest.len()
-}
-
 fn number(field: &[u8]) -> Option<u32> {
     if field.is_empty() || field.len() > 9 || !field.iter().all(u8::is_ascii_digit) {
         return None;
@@ -169,7 +148,7 @@ pub fn decode(buf: &[u8], max_data: usize) -> Result<Option<(usize, Frame<'_>)>,
         }
     };
     Ok(Some((
-        consumed(buf, rest),
+        offset_of(buf, rest),
         Frame {
             txnr,
             command,

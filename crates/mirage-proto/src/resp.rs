@@ -18,21 +18,8 @@
 //! The decoder is incremental ([`RequestDecoder::decode`] reports how many
 //! bytes it consumed, possibly without a finished request) so a request that
 //! arrives in many reads is scanned once, not once per read.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::arithmetic_side_effects,
-        clippy::indexing_slicing,
-        clippy::cast_possible_truncation,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::unreachable,
-        clippy::todo,
-        clippy::unimplemented
-    )
-)]
 
+use crate::offset_of;
 use std::fmt::Write as _;
 
 /// Redis's `PROTO_INLINE_MAX_SIZE`: the longest inline request, and the
@@ -367,14 +354,6 @@ fn decode_inline(buf: &[u8]) -> Result<Progress, ProtoError> {
 fn split_skip(buf: &[u8], at: usize, skip: usize) -> Option<(&[u8], &[u8])> {
     let (head, tail) = buf.split_at_checked(at)?;
     Some((head, tail.get(skip..)?))
-}
-
-/// How many bytes of `whole` come before `rest`, which is a suffix of it.
-// why it cannot panic: every caller passes a suffix of `whole`, and a suffix
-// is never longer than the slice it ends.
-#[allow(clippy::arithmetic_side_effects)]
-fn offset_of(whole: &[u8], rest: &[u8]) -> usize {
-    whole.len() - rest.len()
 }
 
 /// Position of `needle`, as C's `strchr` would see it: a NUL ends the search.

@@ -6,20 +6,6 @@
 //! never buffers more than one packet, and every string and count is read
 //! through the packet's remaining bytes, so nothing is allocated ahead of
 //! received bytes.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::arithmetic_side_effects,
-        clippy::indexing_slicing,
-        clippy::cast_possible_truncation,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::unreachable,
-        clippy::todo,
-        clippy::unimplemented
-    )
-)]
 
 /// Longest packet accepted (length field value), as OpenSSH's
 /// `SFTP_MAX_MSG_LENGTH`.

@@ -6,20 +6,6 @@
 //! Attackers write the query text, so the tokenizer has hard limits (at
 //! most [`MAX_TOKENS`] tokens, every token a span of the input) and a fuzz
 //! target ([`fuzz_sql_lex`]).
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::arithmetic_side_effects,
-        clippy::indexing_slicing,
-        clippy::cast_possible_truncation,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::unreachable,
-        clippy::todo,
-        clippy::unimplemented
-    )
-)]
 
 /// Most tokens looked at in one query; the rest is kept in the event's raw
 /// text but not interpreted.

@@ -23,21 +23,6 @@
 //! Every length is capped ([`Limits`]), every number parsed with checked
 //! arithmetic, and garbage comes back as a [`SyslogError`], never a panic.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::arithmetic_side_effects,
-        clippy::indexing_slicing,
-        clippy::cast_possible_truncation,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::unreachable,
-        clippy::todo,
-        clippy::unimplemented
-    )
-)]
-
 use std::borrow::Cow;
 
 /// Hard limits on what the decoder and the parser accept.

@@ -4,21 +4,6 @@
 //! for is refused, one we asked for is acknowledged silently), and a
 //! subnegotiation keeps at most [`MAX_SB`] bytes.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::arithmetic_side_effects,
-        clippy::indexing_slicing,
-        clippy::cast_possible_truncation,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::unreachable,
-        clippy::todo,
-        clippy::unimplemented
-    )
-)]
-
 /// Interpret as command.
 pub const IAC: u8 = 255;
 /// DONT.

@@ -44,21 +44,8 @@
 //!   those.
 //!
 //! [`fuzz_parse`] is the fuzz target's entry point.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::arithmetic_side_effects,
-        clippy::indexing_slicing,
-        clippy::cast_possible_truncation,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::unreachable,
-        clippy::todo,
-        clippy::unimplemented
-    )
-)]
 
+use crate::offset_of;
 use std::fmt::Write as _;
 
 use md5::Digest as _;
@@ -238,9 +225,7 @@ fn reassemble(buf: &[u8]) -> Result<(u16, Vec<u8>, usize), HelloError> {
         message.extend_from_slice(avail);
         rest = after;
         if total == Some(message.len()) {
-            // why it cannot overflow: `rest` is a suffix of `buf`.
-            #[allow(clippy::arithmetic_side_effects)]
-            let wire_len = buf.len() - rest.len();
+            let wire_len = offset_of(buf, rest);
             return Ok((record_version, message, wire_len));
         }
     }

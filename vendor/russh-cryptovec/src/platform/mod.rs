@@ -1,23 +1,19 @@
 #[cfg(windows)]
 mod windows;
 
+// mirage (see PATCH.md): no memory locking on Unix. `unix` is kept as
+// published but not built; Unix takes the no-op functions WASM has.
 #[cfg(not(windows))]
-#[cfg(not(target_arch = "wasm32"))]
-mod unix;
-
-#[cfg(target_arch = "wasm32")]
 mod wasm;
 
 // Re-export functions based on the platform
 #[cfg(not(windows))]
-#[cfg(not(target_arch = "wasm32"))]
-pub use unix::{mlock, munlock};
-#[cfg(target_arch = "wasm32")]
 pub use wasm::{mlock, munlock};
 #[cfg(windows)]
 pub use windows::{mlock, munlock};
 
-#[cfg(not(target_arch = "wasm32"))]
+// mirage: only Windows still locks memory, so only it reports failures.
+#[cfg(windows)]
 mod error {
     use std::error::Error;
     use std::fmt::Display;
@@ -56,5 +52,5 @@ mod error {
     impl Error for MemoryLockError {}
 }
 
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(windows)]
 pub use error::MemoryLockError;

@@ -14,7 +14,10 @@
 //! The harness's [`Session`] stays the only owner of the socket: russh runs
 //! over one end of an in-memory duplex pipe and [`SshEmulator::serve`]
 //! pumps bytes between the pipe and the session, so the harness's byte
-//! budget, timeouts and shutdown apply as for every other emulator. Events
+//! budget, timeouts and shutdown apply as for every other emulator. russh's
+//! event loop is polled by the pump in the session's own task (the
+//! vendored russh's `run_stream_inline`), not spawned, so nothing crosses
+//! tasks between the socket and russh. Events
 //! the russh handler produces travel over a channel to the pump, which
 //! emits them with the session's envelope.
 //!
@@ -293,28 +296,36 @@ impl SshEmulator {
             handle: handle.clone(),
         };
         let config = self.shared.russh.clone();
-        let task = tokio::spawn(async move {
-            match russh::server::run_stream(config, theirs, handler).await {
-                Ok(running) => {
-                    let _ = handle.set(running.handle());
-                    running.await
-                }
-                Err(e) => Err(e),
-            }
-        });
+        // russh's event loop runs in this task, polled by the selects
+        // below, not spawned: bytes and events then never cross tasks or
+        // threads between the socket and russh, which was most of the CPU
+        // an attempt cost under load (docs/benchmarks.md, SSH).
+        let russh = async move {
+            let (running, run) = russh::server::run_stream_inline(config, theirs, handler).await?;
+            let _ = handle.set(running);
+            run.await
+        };
+        let mut russh = std::pin::pin!(russh);
+        let mut russh_end: Option<Result<(), russh::Error>> = None;
         drop(tx);
         let (mut rd, mut wr) = tokio::io::split(ours);
-        // Neither buffer is held while its side is quiet: `inbuf` is
-        // dropped after each forward (the session grows it again only when
-        // bytes are there) and russh's output is read into an exact-size
-        // chunk ([`read_chunk`]). An idle session after key exchange keeps
-        // russh's state and nothing of ours.
+        // Neither buffer is held while its side is quiet: the input is
+        // dropped once russh has taken it (the session grows it again only
+        // when bytes are there) and russh's output is read into an
+        // exact-size chunk ([`read_chunk`]). An idle session after key
+        // exchange keeps russh's state and nothing of ours.
         let mut inbuf = BytesMut::new();
+        // What the socket gave and russh has yet to take.
+        let mut pending = BytesMut::new();
         let mut peek = HelloPeek::default();
         let mut events_open = true;
         let end: Option<SessionEnd> = loop {
             tokio::select! {
-                r = session.read_some(&mut inbuf) => match r {
+                r = &mut russh, if russh_end.is_none() => russh_end = Some(r),
+                // The socket is read only once russh has taken the last
+                // read: with russh in this task, a blocking write into the
+                // pipe here would stop it from ever draining the pipe.
+                r = session.read_some(&mut inbuf), if pending.is_empty() => match r {
                     Ok(_) => {
                         if !peek.finished() {
                             match peek.feed(&inbuf) {
@@ -328,12 +339,18 @@ impl SshEmulator {
                                 }
                             }
                         }
-                        if wr.write_all(&inbuf).await.is_err() {
-                            break None;
-                        }
-                        inbuf = BytesMut::new();
+                        pending = std::mem::take(&mut inbuf);
                     }
                     Err(e) => break Some(e),
+                },
+                w = wr.write(&pending), if !pending.is_empty() => match w {
+                    Ok(n) if n > 0 => {
+                        let _ = pending.split_to(n);
+                        if pending.is_empty() {
+                            pending = BytesMut::new();
+                        }
+                    }
+                    _ => break None,
                 },
                 out = read_chunk(&mut rd) => match out {
                     Ok(out) if !out.is_empty() => session.write_all(sent_id.strip(&out)).await?,
@@ -355,6 +372,7 @@ impl SshEmulator {
         let finish = async {
             loop {
                 tokio::select! {
+                    r = &mut russh, if russh_end.is_none() => russh_end = Some(r),
                     out = read_chunk(&mut rd) => match out {
                         Ok(out) if !out.is_empty() => if end.is_none() && session.write_all(sent_id.strip(&out)).await.is_err() { break },
                         _ => break,
@@ -372,13 +390,17 @@ impl SshEmulator {
         };
         let _ = tokio::time::timeout(Duration::from_secs(2), finish).await;
         drop(rd);
-        let result = tokio::time::timeout(Duration::from_secs(2), task).await;
+        if russh_end.is_none() {
+            russh_end = tokio::time::timeout(Duration::from_secs(2), &mut russh)
+                .await
+                .ok();
+        }
         while let Ok((kind, tags)) = rx.try_recv() {
             let mut e = session.event(kind);
             e.tags = tags;
             session.emit_event(e).await;
         }
-        if let Ok(Ok(Err(e))) = result
+        if let Some(Err(e)) = russh_end
             && !benign(&e)
         {
             session

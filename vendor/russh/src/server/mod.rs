@@ -1092,9 +1092,43 @@ impl<H: Handler> Future for RunningSession<H> {
 /// Start a single connection in the background.
 pub async fn run_stream<H, R>(
     config: Arc<Config>,
-    mut stream: R,
+    stream: R,
     handler: H,
 ) -> Result<RunningSession<H>, H::Error>
+where
+    H: Handler + Send + 'static,
+    R: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (handle, session, stream) = start_session::<H, R>(config, stream).await?;
+    let join = russh_util::runtime::spawn(session.run(stream, handler));
+    Ok(RunningSession { handle, join })
+}
+
+/// [run_stream] without the spawn (added for mirage, see `PATCH.md`): the
+/// session's event loop comes back as a future for the caller to poll in a
+/// task of its own, so a server that already runs one task per connection
+/// does not pay a second task and the cross-task wake-ups between them.
+/// The session ends when the future completes; dropping it ends the
+/// session as dropping a [RunningSession]'s task would.
+pub async fn run_stream_inline<H, R>(
+    config: Arc<Config>,
+    stream: R,
+    handler: H,
+) -> Result<(Handle, impl Future<Output = Result<(), H::Error>> + Send), H::Error>
+where
+    H: Handler + Send + 'static,
+    R: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (handle, session, stream) = start_session::<H, R>(config, stream).await?;
+    Ok((handle, session.run(stream, handler)))
+}
+
+/// Write our version line, read the client's and set up the session state
+/// (the part of [run_stream] before its event loop).
+async fn start_session<H, R>(
+    config: Arc<Config>,
+    mut stream: R,
+) -> Result<(Handle, Session, SshRead<R>), H::Error>
 where
     H: Handler + Send + 'static,
     R: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -1129,10 +1163,7 @@ where
     };
 
     session.begin_rekey()?;
-
-    let join = russh_util::runtime::spawn(session.run(stream, handler));
-
-    Ok(RunningSession { handle, join })
+    Ok((handle, session, stream))
 }
 
 async fn read_ssh_id<R: AsyncRead + Unpin>(

@@ -4,7 +4,9 @@
 //! The subcommands open the same SQLite file the running server writes
 //! (WAL mode allows it); a decision added or deleted here reaches the
 //! running server's rule engine through the store's change log within a
-//! second.
+//! second. They never create that file: without one where they look (the
+//! default `./mirage-data`, `--config`'s data directory or `--data-dir`)
+//! they stop with exit 2, and otherwise say on stderr which one they use.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -85,25 +87,39 @@ async fn serve(
     ExitCode::SUCCESS
 }
 
-async fn open_store(args: &StoreArgs) -> Result<SqliteStore, ExitCode> {
-    open_store_with(args, false).await
-}
-
-/// `create`: make the database if it is not there yet (tokens can be made
-/// before the server first runs).
-async fn open_store_with(args: &StoreArgs, create: bool) -> Result<SqliteStore, ExitCode> {
-    let dir = match (&args.data_dir, &args.config) {
+/// The data directory the store arguments name: `--data-dir`, else
+/// `server.data_dir` of `--config`, else the default `./mirage-data`.
+fn data_dir_of(args: &StoreArgs) -> Result<PathBuf, ExitCode> {
+    Ok(match (&args.data_dir, &args.config) {
         (Some(d), _) => d.clone(),
         (None, Some(_)) => load_config(args.config.as_ref())?.server.data_dir,
         (None, None) => ServerConfig::default().server.data_dir,
-    };
-    if !create && !dir.join("mirage.db").exists() {
+    })
+}
+
+/// The server's database in `dir`, refused (exit 2) when it is not there:
+/// only `mirage server` makes one. An operator command that made its own
+/// (a typo'd or forgotten `--data-dir`) would store tokens and decisions
+/// the running server never sees. Which file is used is said on stderr,
+/// so stdout stays the command's output for scripts.
+fn server_db(dir: &std::path::Path) -> Result<(), ExitCode> {
+    let db = dir.join("mirage.db");
+    // Absolute, so the line says where a relative default really points.
+    let shown = std::path::absolute(&db).unwrap_or_else(|_| db.clone());
+    if !db.is_file() {
         eprintln!(
-            "mirage: {}: no server database here (run `mirage server` first, or pass --data-dir)",
-            dir.display()
+            "mirage: no server database at {} (pass --data-dir DIR or --config FILE of the running server; `mirage server` creates it at first start)",
+            shown.display()
         );
         return Err(ExitCode::from(EXIT_USAGE));
     }
+    eprintln!("mirage: using {}", shown.display());
+    Ok(())
+}
+
+async fn open_store(args: &StoreArgs) -> Result<SqliteStore, ExitCode> {
+    let dir = data_dir_of(args)?;
+    server_db(&dir)?;
     SqliteStore::open_dir(&dir).await.map_err(|e| {
         eprintln!("mirage: {e}");
         ExitCode::FAILURE
@@ -512,7 +528,7 @@ async fn tokens(op: TokensOp) -> Result<ExitCode, ExitCode> {
                 );
                 return Err(ExitCode::from(EXIT_USAGE));
             }
-            let s = open_store_with(&store, true).await?;
+            let s = open_store(&store).await?;
             if let Some(id) = &replace
                 && s.agent_key(id).await.map_err(failed)?.is_none()
             {
@@ -589,19 +605,19 @@ async fn tokens(op: TokensOp) -> Result<ExitCode, ExitCode> {
 /// The data directory the store arguments name, and whether the server's
 /// policy API speaks TLS there (its config says; the default does).
 fn server_dir(args: &StoreArgs) -> Result<(PathBuf, bool), ExitCode> {
-    match (&args.data_dir, &args.config) {
-        (Some(d), Some(_)) => Ok((d.clone(), load_config(args.config.as_ref())?.api.tls)),
-        (Some(d), None) => Ok((d.clone(), true)),
-        (None, Some(_)) => {
-            let c = load_config(args.config.as_ref())?;
-            Ok((c.server.data_dir, c.api.tls))
-        }
-        (None, None) => Ok((ServerConfig::default().server.data_dir, true)),
-    }
+    let dir = data_dir_of(args)?;
+    let tls = match &args.config {
+        Some(_) => load_config(args.config.as_ref())?.api.tls,
+        None => true,
+    };
+    Ok((dir, tls))
 }
 
 fn pin(store: StoreArgs) -> Result<ExitCode, ExitCode> {
     let (dir, _) = server_dir(&store)?;
+    // The certificate is the server's: without its database this is not
+    // its data directory, and a pin made up here would match no server.
+    server_db(&dir)?;
     let pin = mirage_server::identity::api_pin(&dir).map_err(failed)?;
     match store.format {
         OutputFormat::Json => print_json(&serde_json::json!({ "pin": pin.hex() })),

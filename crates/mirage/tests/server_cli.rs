@@ -145,3 +145,87 @@ fn operator_decisions_reach_the_running_engine() {
     let out = server.cli(&["decisions", "add", "192.0.2.41", "--ttl", "soon"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Every operator subcommand, with the arguments it needs (none of them
+/// names a data directory).
+const OPERATOR_COMMANDS: &[&[&str]] = &[
+    &["decisions", "list"],
+    &["decisions", "add", "192.0.2.50", "--ttl", "1h"],
+    &["decisions", "delete", "192.0.2.50"],
+    &["events"],
+    &["agents"],
+    &["agents", "revoke", "web1"],
+    &["agents", "set", "web1", "--mode", "firewall"],
+    &["alerts"],
+    &["tokens", "create"],
+    &["tokens", "list"],
+    &["tokens", "revoke", "0123456789ab"],
+    &["pin"],
+];
+
+fn mirage_in(cwd: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mirage"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn operator_commands_use_the_servers_database_and_never_make_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().canonicalize().unwrap();
+    let db = cwd.join("mirage-data/mirage.db");
+
+    // No server ran here: each command refuses with one line naming the
+    // file it looked for and how to name another, and creates nothing.
+    for cmd in OPERATOR_COMMANDS {
+        let args: Vec<&str> = ["server"].iter().chain(cmd.iter()).copied().collect();
+        let out = mirage_in(&cwd, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{cmd:?}: {err}");
+        assert!(
+            err.contains(&format!("no server database at {}", db.display()))
+                && err.contains("--data-dir"),
+            "{cmd:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{cmd:?}");
+        assert!(
+            !cwd.join("mirage-data").exists(),
+            "{cmd:?} created the data directory"
+        );
+    }
+
+    // `mirage server` with the default data directory still makes it at
+    // first start.
+    let syslog = format!("127.0.0.1:{}", mirage_testkit::free_port());
+    let _server = mirage_testkit::KillOnDrop::spawn(
+        Command::new(env!("CARGO_BIN_EXE_mirage"))
+            .args(["server", "--syslog", &syslog])
+            .current_dir(&cwd)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
+    mirage_testkit::wait_for_port(syslog.parse().unwrap(), Duration::from_secs(20));
+    assert!(db.is_file(), "mirage server made no {}", db.display());
+
+    // Now the commands find it: stdout is the command's output alone (a
+    // token a script can take), stderr says which database was used.
+    let out = mirage_in(&cwd, &["server", "tokens", "create"]);
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(token.lines().count(), 1, "{token}");
+    assert!(token.contains('.'), "a token with its pin: {token}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim(), format!("mirage: using {}", db.display()));
+    let out = mirage_in(&cwd, &["server", "tokens", "list", "--format", "json"]);
+    assert!(out.status.success(), "{out:?}");
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let id = &mirage_server::policy::token_hash(&token)[..mirage_store::TOKEN_ID_LEN];
+    assert!(listed.iter().any(|t| t["id"] == id), "{listed:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&db.display().to_string()),
+        "{out:?}"
+    );
+}

@@ -10,7 +10,9 @@
 //! an address that already has an active decision of that type, the
 //! decision is extended instead of duplicated, and reported again only when
 //! less than half of its TTL was left (so a flood of events from one source
-//! does not become a flood of updates). Like CrowdSec's decision stream, a
+//! does not become a flood of updates). A renewal is credited to the rule
+//! that made it: the decision then names that rule, its severity, key and
+//! reason, as its TTL is that rule's. Like CrowdSec's decision stream, a
 //! consumer sees new and renewed decisions in [`Outcome::decisions`] and
 //! removals in [`Outcome::expired`].
 
@@ -40,6 +42,9 @@ pub struct Decision {
     pub key: String,
     /// When it was made (Unix microseconds, event time).
     pub created_micros: i64,
+    /// When the rule it names made or last renewed it (event time; equal
+    /// to `created_micros` until renewed).
+    pub renewed_micros: i64,
     /// When it ends (Unix microseconds).
     pub expires_micros: i64,
     /// Events that led to it (cumulative across renewals).
@@ -371,6 +376,15 @@ impl Engine {
             if expires > d.expires_micros && d.expires_micros - t < ttl / 2 {
                 self.by_expiry.remove(&(d.expires_micros, ip, decision));
                 d.expires_micros = expires;
+                // The renewing rule is the one in force now (its TTL is):
+                // the decision says so, or a 24 h renewal would be shown
+                // as the 4 h rule that first decided.
+                d.rule.clone_from(&rule.name);
+                d.severity = rule.severity;
+                d.key.clear();
+                d.key.push_str(key);
+                d.reason = reason;
+                d.renewed_micros = t;
                 d.renewed = true;
                 self.by_expiry.insert((expires, ip, decision));
                 out.decisions.push(d.clone());
@@ -394,6 +408,7 @@ impl Engine {
             reason,
             key: key.to_owned(),
             created_micros: t,
+            renewed_micros: t,
             expires_micros: expires,
             evidence,
             renewed: false,

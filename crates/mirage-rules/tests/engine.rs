@@ -155,6 +155,37 @@ fn repeated_firing_renews_instead_of_duplicating() {
 }
 
 #[test]
+fn a_renewal_by_another_rule_is_credited_to_it() {
+    let mut e = Engine::new(RuleSet::builtin());
+    let r = failed("root", "192.0.2.77");
+    let mut made = Vec::new();
+    for i in 0..5 {
+        made.extend(feed(&mut e, &r, "vm", T0 + i * S).decisions);
+    }
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(made[0].rule, "ssh-bruteforce-account");
+    // A minute later the same source touches a honeypot: the 24 h rule
+    // renews the 4 h decision, and the decision now says it is its.
+    let t = T0 + 64 * S;
+    let mut out = Outcome::default();
+    e.process(
+        &sensor_event("redis", "192.0.2.77", 6379, t, EventKind::SessionConnect {}),
+        &mut out,
+    );
+    assert_eq!(out.decisions.len(), 1, "{out:?}");
+    let d = &out.decisions[0];
+    assert!(d.renewed);
+    assert_eq!(d.rule, "honeypot-contact");
+    assert_eq!(d.severity.as_str(), "high");
+    assert!(d.reason.starts_with("honeypot-contact:"), "{}", d.reason);
+    assert_eq!(d.expires_micros - d.renewed_micros, 24 * 3600 * S);
+    assert_eq!(d.renewed_micros, t);
+    assert_eq!(d.created_micros, made[0].created_micros, "made when it was");
+    assert_eq!(d.evidence, 6);
+    assert_eq!(e.active_decisions(), std::slice::from_ref(d));
+}
+
+#[test]
 fn bounded_memory_under_a_million_spoofed_sources() {
     let mut set = only("ssh-bruteforce-source");
     set.set_limits(50_000, 1_000);

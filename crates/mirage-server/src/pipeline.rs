@@ -623,7 +623,7 @@ impl Pipeline {
                 if d.renewed { "renewed" } else { "new" },
                 d.decision.as_str(),
                 d.ip,
-                d.ttl_secs_at(d.created_micros.max(obs.time_micros())),
+                d.ttl_secs_at(d.renewed_micros.max(obs.time_micros())),
                 d.rule,
                 d.reason.escape_debug()
             );
@@ -691,6 +691,7 @@ pub fn decision_row(d: &Decision, origin: &str) -> DecisionRow {
         reason: d.reason.clone(),
         key: d.key.clone(),
         created_micros: d.created_micros,
+        renewed_micros: d.renewed_micros,
         expires_micros: d.expires_micros,
         evidence: d.evidence,
         origin: origin.to_owned(),
@@ -708,6 +709,7 @@ pub fn decision_of_row(r: &DecisionRow) -> Option<Decision> {
         reason: r.reason.clone(),
         key: r.key.clone(),
         created_micros: r.created_micros,
+        renewed_micros: r.renewed_micros,
         expires_micros: r.expires_micros,
         evidence: r.evidence,
         renewed: false,

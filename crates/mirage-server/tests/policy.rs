@@ -335,6 +335,7 @@ async fn a_snapshot_over_a_page_comes_in_pages_that_hold_every_decision_once() {
                 expires_micros: now + 3_600_000_000,
                 evidence: 1,
                 origin: "cli".into(),
+                renewed_micros: now,
             })
             .collect();
         for chunk in rows.chunks(20_000) {

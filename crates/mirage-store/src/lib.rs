@@ -128,6 +128,16 @@ pub trait Store: Send + Sync {
         limit: u32,
     ) -> Result<Vec<DecisionRow>, StoreError>;
 
+    /// Every change still stored (pruning keeps the retention period)
+    /// of the decision about `ip` of type `decision`, oldest first: who
+    /// made it, each renewal with the rule, reason and TTL it gave, and
+    /// deletions.
+    async fn decision_history(
+        &self,
+        ip: &str,
+        decision: &str,
+    ) -> Result<Vec<DecisionChange>, StoreError>;
+
     /// Decision changes with a sequence number above `after`, oldest first,
     /// at most `limit`.
     async fn decision_changes(

@@ -85,6 +85,10 @@ pub struct DecisionRow {
     pub evidence: u64,
     /// Who made it: `engine` or `cli` (or `api`).
     pub origin: String,
+    /// When `rule` made or last renewed it (equal to `created_micros` until
+    /// a rule renews it): `rule`, `reason` and `expires_micros` are the
+    /// ones of that renewal.
+    pub renewed_micros: i64,
 }
 
 /// One entry of the decision change log.
@@ -94,7 +98,8 @@ pub struct DecisionChange {
     pub seq: i64,
     /// `add` or `delete`.
     pub op: String,
-    /// When the change was made.
+    /// When the change was made (for an `add`, when its rule made or
+    /// renewed the decision).
     pub at_micros: i64,
     /// The decision (for `delete`, as it was).
     pub decision: DecisionRow,

@@ -31,7 +31,20 @@ use crate::{Store, StoreError};
 /// 2: enrollment tokens and agent keys (policy API).
 /// 3: tokens that may replace one agent, revoked agents, derived keys
 ///    (salt), the address agents authenticate from, replay floors.
-const SCHEMA_VERSION: i64 = 3;
+/// 4: decisions say when their rule made or renewed them
+///    (`renewed_micros`), so a renewal by another rule is credited to it;
+///    the change log is indexed by address for a decision's history.
+const SCHEMA_VERSION: i64 = 4;
+
+/// From version 1, 2 or 3 to 4 (every one of them has both decision
+/// tables). A stored decision was last made at its creation, as far as
+/// anyone knew.
+const MIGRATE_TO_4: &str = r#"
+ALTER TABLE decisions ADD COLUMN renewed_micros INTEGER NOT NULL DEFAULT 0;
+UPDATE decisions SET renewed_micros = created_micros;
+ALTER TABLE decision_changes ADD COLUMN renewed_micros INTEGER NOT NULL DEFAULT 0;
+UPDATE decision_changes SET renewed_micros = created_micros;
+"#;
 
 /// From version 2 to 3.
 const MIGRATE_2_3: &str = r#"
@@ -86,6 +99,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     expires_micros INTEGER NOT NULL,
     evidence       INTEGER NOT NULL,
     origin         TEXT NOT NULL,
+    renewed_micros INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (ip, decision)
 );
 CREATE TABLE IF NOT EXISTS decision_changes (
@@ -101,8 +115,10 @@ CREATE TABLE IF NOT EXISTS decision_changes (
     created_micros INTEGER NOT NULL,
     expires_micros INTEGER NOT NULL,
     evidence       INTEGER NOT NULL,
-    origin         TEXT NOT NULL
+    origin         TEXT NOT NULL,
+    renewed_micros INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS decision_changes_ip ON decision_changes(ip, decision, seq);
 CREATE TABLE IF NOT EXISTS enroll_tokens (
     token_hash     TEXT PRIMARY KEY,
     created_micros INTEGER NOT NULL,
@@ -209,11 +225,14 @@ impl SqliteStore {
         // IMMEDIATE takes the write lock up front; a deferred transaction
         // that reads the schema first could not upgrade while another
         // process writes, and would fail instead of waiting.
-        // The schema creates what is missing, with every column; tables a
-        // version-2 file already has get the new columns added.
-        let upgrade = if version >= 2 { MIGRATE_2_3 } else { "" };
+        // The schema creates what is missing, with every column; tables an
+        // older file already has are left as they were by `CREATE TABLE IF
+        // NOT EXISTS` and get the columns of later versions added: those of
+        // version 3 on a version-2 file, those of version 4 on any.
+        let to_4 = if version >= 1 { MIGRATE_TO_4 } else { "" };
+        let to_3 = if version == 2 { MIGRATE_2_3 } else { "" };
         sqlx::raw_sql(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} {upgrade} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN IMMEDIATE; {to_4} {SCHEMA} {to_3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))
         .execute(&self.pool)
         .await?;
@@ -351,6 +370,16 @@ fn decision_of(row: &SqliteRow) -> Result<DecisionRow, StoreError> {
         expires_micros: row.try_get("expires_micros")?,
         evidence: u64_col(row, "evidence")?,
         origin: row.try_get("origin")?,
+        renewed_micros: row.try_get("renewed_micros")?,
+    })
+}
+
+fn change_of(row: &SqliteRow) -> Result<DecisionChange, StoreError> {
+    Ok(DecisionChange {
+        seq: row.try_get("seq")?,
+        op: row.try_get("op")?,
+        at_micros: row.try_get("at_micros")?,
+        decision: decision_of(row)?,
     })
 }
 
@@ -362,7 +391,8 @@ async fn log_change(
 ) -> Result<i64, StoreError> {
     let query = sqlx::query(
         "INSERT INTO decision_changes (op, at_micros, ip, decision, rule, severity, reason, key, \
-         created_micros, expires_micros, evidence, origin) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+         created_micros, expires_micros, evidence, origin, renewed_micros) \
+         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
     )
     .bind(op)
     .bind(at_micros);
@@ -372,7 +402,7 @@ async fn log_change(
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
-/// Bind a decision's ten columns, in table order, after what `q` has.
+/// Bind a decision's eleven columns, in table order, after what `q` has.
 fn bind_decision<'q>(q: SqliteQuery<'q>, d: &'q DecisionRow) -> SqliteQuery<'q> {
     q.bind(&d.ip)
         .bind(&d.decision)
@@ -384,6 +414,7 @@ fn bind_decision<'q>(q: SqliteQuery<'q>, d: &'q DecisionRow) -> SqliteQuery<'q> 
         .bind(d.expires_micros)
         .bind(i64_of(d.evidence))
         .bind(&d.origin)
+        .bind(d.renewed_micros)
 }
 
 #[async_trait]
@@ -452,12 +483,15 @@ impl Store for SqliteStore {
         for d in &b.decisions {
             let insert = sqlx::query(
                 "INSERT OR REPLACE INTO decisions (ip, decision, rule, severity, reason, key, \
-                 created_micros, expires_micros, evidence, origin) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                 created_micros, expires_micros, evidence, origin, renewed_micros) \
+                 VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             );
             bind_decision(insert, d).execute(tx.conn()).await?;
+            // Logged at the time its rule made it, so a renewal has its own
+            // place in the decision's history.
             result
                 .change_seqs
-                .push(log_change(tx.conn(), "add", d.created_micros, d).await?);
+                .push(log_change(tx.conn(), "add", d.renewed_micros, d).await?);
         }
         for a in &b.agents {
             sqlx::query(
@@ -547,7 +581,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "DELETE FROM decisions WHERE ip = ?1 AND (?2 IS NULL OR decision = ?2) \
              RETURNING ip, decision, rule, severity, reason, key, created_micros, \
-             expires_micros, evidence, origin",
+             expires_micros, evidence, origin, renewed_micros",
         )
         .bind(ip)
         .bind(decision)
@@ -577,7 +611,7 @@ impl Store for SqliteStore {
         // row-value comparison, so each page costs its own size.
         let rows = sqlx::query(
             "SELECT ip, decision, rule, severity, reason, key, created_micros, expires_micros, \
-             evidence, origin FROM decisions WHERE expires_micros > ?1 AND (ip, decision) > (?2, ?3) \
+             evidence, origin, renewed_micros FROM decisions WHERE expires_micros > ?1 AND (ip, decision) > (?2, ?3) \
              ORDER BY ip, decision LIMIT ?4",
         )
         .bind(active_at)
@@ -592,7 +626,7 @@ impl Store for SqliteStore {
     async fn list_decisions(&self, active_at: Option<i64>) -> Result<Vec<DecisionRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT ip, decision, rule, severity, reason, key, created_micros, expires_micros, \
-             evidence, origin FROM decisions WHERE (?1 IS NULL OR expires_micros > ?1) \
+             evidence, origin, renewed_micros FROM decisions WHERE (?1 IS NULL OR expires_micros > ?1) \
              ORDER BY created_micros, ip, decision",
         )
         .bind(active_at)
@@ -608,22 +642,31 @@ impl Store for SqliteStore {
     ) -> Result<Vec<DecisionChange>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, op, at_micros, ip, decision, rule, severity, reason, key, created_micros, \
-             expires_micros, evidence, origin FROM decision_changes WHERE seq > ? ORDER BY seq LIMIT ?",
+             expires_micros, evidence, origin, renewed_micros FROM decision_changes WHERE seq > ? \
+             ORDER BY seq LIMIT ?",
         )
         .bind(after)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DecisionChange {
-                    seq: r.try_get("seq")?,
-                    op: r.try_get("op")?,
-                    at_micros: r.try_get("at_micros")?,
-                    decision: decision_of(r)?,
-                })
-            })
-            .collect()
+        rows.iter().map(change_of).collect()
+    }
+
+    async fn decision_history(
+        &self,
+        ip: &str,
+        decision: &str,
+    ) -> Result<Vec<DecisionChange>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, op, at_micros, ip, decision, rule, severity, reason, key, created_micros, \
+             expires_micros, evidence, origin, renewed_micros FROM decision_changes \
+             WHERE ip = ? AND decision = ? ORDER BY seq",
+        )
+        .bind(ip)
+        .bind(decision)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(change_of).collect()
     }
 
     async fn last_change_seq(&self) -> Result<i64, StoreError> {
@@ -971,6 +1014,7 @@ mod tests {
             expires_micros: expires,
             evidence: 5,
             origin: "engine".into(),
+            renewed_micros: 10,
         }
     }
 

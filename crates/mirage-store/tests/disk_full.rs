@@ -110,6 +110,7 @@ async fn a_full_disk_fails_writes_clearly_and_recovers_without_reopening() {
             expires_micros: i64::MAX,
             evidence: 0,
             origin: "cli".into(),
+            renewed_micros: 1,
         }])
         .await
         .unwrap();

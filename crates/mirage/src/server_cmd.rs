@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, SecondsFormat, Utc};
 use mirage_config::ServerConfig;
 use mirage_core::policy::{AgentSettings, ServiceMap};
-use mirage_store::{DecisionRow, EventQuery, SqliteStore, Store};
+use mirage_store::{DecisionChange, DecisionRow, EventQuery, SqliteStore, Store};
 
 use crate::EXIT_USAGE;
 use crate::cli::{
@@ -198,8 +198,12 @@ fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-fn decision_json(d: &DecisionRow, now: i64) -> serde_json::Value {
-    serde_json::json!({
+fn decision_json(
+    d: &DecisionRow,
+    history: Option<&[DecisionChange]>,
+    now: i64,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
         "ip": d.ip,
         "decision": d.decision,
         "rule": d.rule,
@@ -207,25 +211,71 @@ fn decision_json(d: &DecisionRow, now: i64) -> serde_json::Value {
         "reason": d.reason,
         "key": d.key,
         "created": time_text(d.created_micros),
+        "renewed": time_text(d.renewed_micros),
         "expires": time_text(d.expires_micros),
         "ttl_secs": ((d.expires_micros - now).max(0) / 1_000_000),
         "evidence": d.evidence,
         "origin": d.origin,
-    })
+    });
+    if let Some(h) = history {
+        v["history"] = h
+            .iter()
+            .zip(change_labels(h))
+            .map(|(c, what)| {
+                serde_json::json!({
+                    "at": time_text(c.at_micros),
+                    "change": what,
+                    "rule": c.decision.rule,
+                    "severity": c.decision.severity,
+                    "reason": c.decision.reason,
+                    "ttl_secs": ((c.decision.expires_micros - c.at_micros).max(0) / 1_000_000),
+                    "expires": time_text(c.decision.expires_micros),
+                    "origin": c.decision.origin,
+                })
+            })
+            .collect();
+    }
+    v
 }
 
-fn print_decisions(rows: &[DecisionRow], format: OutputFormat) {
+/// What each change of one decision's history did: `made` (the first
+/// `add`, or one after the decision was deleted or had run out),
+/// `renewed` (an `add` while it was in force) or `deleted`.
+fn change_labels(history: &[DecisionChange]) -> Vec<&'static str> {
+    let mut in_force_until = None;
+    history
+        .iter()
+        .map(|c| {
+            if c.op == "delete" {
+                in_force_until = None;
+                return "deleted";
+            }
+            let renewal = in_force_until.is_some_and(|end| c.at_micros < end);
+            in_force_until = Some(c.decision.expires_micros);
+            if renewal { "renewed" } else { "made" }
+        })
+        .collect()
+}
+
+/// Decisions, each with its history when `histories` has one for it
+/// (`list`; in the text table the history follows its decision, indented,
+/// when there is more than its making to tell).
+fn print_decisions(rows: &[DecisionRow], histories: &[Vec<DecisionChange>], format: OutputFormat) {
     let now = now_micros();
+    let history = |i: usize| histories.get(i).map(Vec::as_slice);
     match format {
         OutputFormat::Json => print_json(&serde_json::Value::Array(
-            rows.iter().map(|d| decision_json(d, now)).collect(),
+            rows.iter()
+                .enumerate()
+                .map(|(i, d)| decision_json(d, history(i), now))
+                .collect(),
         )),
         OutputFormat::Text => {
             println!(
                 "{:<39} {:<8} {:>8}  {:<26} {:<8} {:<7} REASON",
                 "IP", "DECISION", "TTL", "RULE", "SEVERITY", "ORIGIN"
             );
-            for d in rows {
+            for (i, d) in rows.iter().enumerate() {
                 let ttl = (d.expires_micros - now).max(0) / 1_000_000;
                 println!(
                     "{:<39} {:<8} {:>7}s  {:<26} {:<8} {:<7} {}",
@@ -237,6 +287,21 @@ fn print_decisions(rows: &[DecisionRow], format: OutputFormat) {
                     d.origin,
                     safe(&d.reason)
                 );
+                let Some(h) = history(i).filter(|h| h.len() > 1) else {
+                    continue;
+                };
+                for (c, what) in h.iter().zip(change_labels(h)) {
+                    println!(
+                        "  {:<20} {:<8} {:>7}s  {:<26} {:<8} {:<7} {}",
+                        time_text(c.at_micros),
+                        what,
+                        (c.decision.expires_micros - c.at_micros).max(0) / 1_000_000,
+                        c.decision.rule,
+                        c.decision.severity,
+                        c.decision.origin,
+                        safe(&c.decision.reason)
+                    );
+                }
             }
         }
     }
@@ -251,7 +316,15 @@ async fn decisions(op: DecisionsOp) -> Result<ExitCode, ExitCode> {
                 .await
                 .map_err(failed)?;
             rows.truncate(store.limit as usize);
-            print_decisions(&rows, store.format);
+            let mut histories = Vec::with_capacity(rows.len());
+            for d in &rows {
+                histories.push(
+                    s.decision_history(&d.ip, &d.decision)
+                        .await
+                        .map_err(failed)?,
+                );
+            }
+            print_decisions(&rows, &histories, store.format);
         }
         DecisionsOp::Add {
             ip,
@@ -277,11 +350,12 @@ async fn decisions(op: DecisionsOp) -> Result<ExitCode, ExitCode> {
                 expires_micros: now.saturating_add(ttl_micros),
                 evidence: 0,
                 origin: "cli".into(),
+                renewed_micros: now,
             };
             s.put_decisions(std::slice::from_ref(&row))
                 .await
                 .map_err(failed)?;
-            print_decisions(&[row], store.format);
+            print_decisions(&[row], &[], store.format);
         }
         DecisionsOp::Delete {
             ip,
@@ -302,7 +376,7 @@ async fn decisions(op: DecisionsOp) -> Result<ExitCode, ExitCode> {
                 eprintln!("mirage: no decision about {ip}");
                 return Err(ExitCode::FAILURE);
             }
-            print_decisions(&removed, store.format);
+            print_decisions(&removed, &[], store.format);
         }
     }
     Ok(ExitCode::SUCCESS)

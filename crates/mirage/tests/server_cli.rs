@@ -116,9 +116,9 @@ fn operator_decisions_reach_the_running_engine() {
     );
     // Give the server its one-second look at the change log.
     std::thread::sleep(Duration::from_millis(1500));
-    // The engine knows it: 5 failures renew the operator's decision (same
-    // rule, extended to the brute-force rule's 4h) instead of adding the
-    // rule's own decision beside it.
+    // The engine knows it: 5 failures renew the operator's decision
+    // (extended to the brute-force rule's 4h, and credited to that rule)
+    // instead of adding the rule's own decision beside it.
     send("192.0.2.40", 5);
     let d = server.wait_for("the renewal", Duration::from_secs(10), || {
         server
@@ -126,7 +126,18 @@ fn operator_decisions_reach_the_running_engine() {
             .into_iter()
             .find(|d| d["ip"] == "192.0.2.40" && d["ttl_secs"].as_u64().unwrap() > 7200)
     });
-    assert_eq!(d["rule"], "manual", "{d}");
+    assert_eq!(d["rule"], "ssh-bruteforce-account", "{d}");
+    let made: Vec<_> = d["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["change"].as_str().unwrap(), c["rule"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        made,
+        [("made", "manual"), ("renewed", "ssh-bruteforce-account")],
+        "{d}"
+    );
     assert_eq!(server.decisions().len(), 1);
 
     // Deleted: the engine forgets it too, so the next 5 failures decide

@@ -251,7 +251,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningSensor> {
         listeners.push((p.emulator, bound));
     }
     if let Some(c) = catchall.as_mut() {
-        listeners.push((c.emulator.clone(), std::mem::take(&mut c.tcp)));
+        listeners.push((
+            c.emulator.clone(),
+            BoundService {
+                listeners: std::mem::take(&mut c.tcp),
+                fallback_reason: None,
+            },
+        ));
     }
 
     let (tx, rx) = event_channel(config.sensor.event_queue);
@@ -293,13 +299,40 @@ pub async fn start(config: Config) -> anyhow::Result<RunningSensor> {
     let harness = Harness::new(&sensor_name, tx).with_memory_budget(config.limits.memory_budget);
     let limits = limits_from(&config);
     let mut bound = Vec::new();
-    for (emu, ls) in listeners {
-        for l in ls {
-            tracing::info!(service = emu.service(), addr = %l.local_addr(), "listening");
+    // One line per service, so an operator sees at a glance where each one
+    // really is (and why it is not where configured).
+    for (emu, b) in listeners {
+        let addrs: Vec<String> = b
+            .listeners
+            .iter()
+            .map(|l| l.local_addr().to_string())
+            .collect();
+        match &b.fallback_reason {
+            Some(why) => tracing::warn!(
+                "{}: listening on {} ({why})",
+                emu.service(),
+                addrs.join(", ")
+            ),
+            None => tracing::info!("{}: listening on {}", emu.service(), addrs.join(", ")),
+        }
+        for l in b.listeners {
             bound.push((emu.service().to_owned(), l.local_addr()));
             harness.serve(l, emu.clone(), limits.clone());
         }
     }
+    tracing::info!(
+        "events: {}{}",
+        config
+            .sensor
+            .log_dir
+            .join("events-YYYY-MM-DD.jsonl")
+            .display(),
+        if config.sensor.stdout {
+            " and standard output"
+        } else {
+            ""
+        }
+    );
     if let Some(c) = catchall {
         c.spawn_background(&harness);
     }
@@ -313,29 +346,83 @@ pub async fn start(config: Config) -> anyhow::Result<RunningSensor> {
     })
 }
 
+/// What binding a service got: its listeners and, when the fallback was
+/// taken, why (for the start-up summary).
+struct BoundService {
+    listeners: Vec<BoundListener>,
+    fallback_reason: Option<String>,
+}
+
 /// Bind `listen`; if any address cannot be had because it is in use or
-/// privileged and a fallback is configured, bind the fallback instead. An
-/// IPv6 address on a host without IPv6 is skipped with a warning as long as
-/// something else is bound.
+/// privileged and a fallback is configured, bind the fallback instead,
+/// narrowed by [`narrow_fallback`] so that it never listens on more
+/// addresses than `listen` names. An IPv6 address on a host without IPv6 is
+/// skipped with a warning as long as something else is bound.
 fn bind_service(
     service: &str,
     listen: &[SocketAddr],
     fallback: &[SocketAddr],
-) -> anyhow::Result<Vec<BoundListener>> {
+) -> anyhow::Result<BoundService> {
+    let fallback = narrow_fallback(listen, fallback);
     match bind_all(service, listen) {
-        Ok(b) => Ok(b),
+        Ok(listeners) => Ok(BoundService {
+            listeners,
+            fallback_reason: None,
+        }),
         Err((addr, e))
             if !fallback.is_empty()
                 && matches!(e.kind(), ErrorKind::AddrInUse | ErrorKind::PermissionDenied) =>
         {
-            tracing::warn!(service, %addr, error = %e, fallback = ?fallback, "cannot bind; using the fallback addresses");
-            bind_all(service, fallback)
-                .map_err(|(addr, e)| anyhow::anyhow!("cannot listen for {service} on {addr}: {e}"))
+            let reason = format!("fallback: {addr}: {e}");
+            match bind_all(service, &fallback) {
+                Ok(listeners) => Ok(BoundService {
+                    listeners,
+                    fallback_reason: Some(reason),
+                }),
+                Err((faddr, fe)) => Err(anyhow::anyhow!(
+                    "cannot listen for {service} on {faddr} ({reason}): {fe}"
+                )),
+            }
         }
         Err((addr, e)) => Err(anyhow::anyhow!(
             "cannot listen for {service} on {addr}: {e}"
         )),
     }
+}
+
+/// The fallback addresses that do not widen `listen`. A fallback address
+/// whose IP `listen` already covers (the same IP, or the unspecified
+/// address of its family) is kept; any other, like the default
+/// `0.0.0.0:16379` for a service configured on `127.0.0.1:6379`, becomes
+/// the configured addresses of its family on its port. A honeypot meant
+/// for loopback must not appear on every interface because its port was
+/// busy.
+fn narrow_fallback(listen: &[SocketAddr], fallback: &[SocketAddr]) -> Vec<SocketAddr> {
+    let covered = |f: &SocketAddr| {
+        listen
+            .iter()
+            .any(|l| l.ip() == f.ip() || (l.ip().is_unspecified() && l.is_ipv4() == f.is_ipv4()))
+    };
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for f in fallback {
+        let narrowed: Vec<SocketAddr> = if covered(f) {
+            vec![*f]
+        } else {
+            listen
+                .iter()
+                .filter(|l| l.is_ipv4() == f.is_ipv4())
+                .map(|l| SocketAddr::new(l.ip(), f.port()))
+                .collect()
+        };
+        for a in narrowed {
+            // Two listen addresses of a family on different ports map to
+            // the same fallback; binding it twice would fail.
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+    }
+    out
 }
 
 fn bind_all(
@@ -364,4 +451,43 @@ fn bind_all(
 fn ipv6_unavailable(e: &std::io::Error) -> bool {
     const EAFNOSUPPORT: i32 = 97;
     e.kind() == ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(EAFNOSUPPORT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::narrow_fallback;
+    use std::net::SocketAddr;
+
+    fn addrs(s: &[&str]) -> Vec<SocketAddr> {
+        s.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn the_default_fallback_of_a_loopback_service_stays_on_loopback() {
+        let listen = addrs(&["127.0.0.1:6379"]);
+        let fallback = addrs(&["0.0.0.0:16379", "[::]:16379"]);
+        assert_eq!(
+            narrow_fallback(&listen, &fallback),
+            addrs(&["127.0.0.1:16379"])
+        );
+    }
+
+    #[test]
+    fn an_all_addresses_service_falls_back_to_all_addresses() {
+        let listen = addrs(&["0.0.0.0:6379", "[::]:6379"]);
+        let fallback = addrs(&["0.0.0.0:16379", "[::]:16379"]);
+        assert_eq!(narrow_fallback(&listen, &fallback), fallback);
+    }
+
+    #[test]
+    fn each_family_keeps_its_configured_addresses() {
+        let listen = addrs(&["10.0.0.5:6379", "10.0.0.5:6380", "[::1]:6379"]);
+        let fallback = addrs(&["192.0.2.1:16379", "[::]:16379"]);
+        assert_eq!(
+            narrow_fallback(&listen, &fallback),
+            addrs(&["10.0.0.5:16379", "[::1]:16379"])
+        );
+        // No IPv4 address configured: an IPv4 fallback has nothing to keep.
+        assert!(narrow_fallback(&addrs(&["[::1]:6379"]), &addrs(&["0.0.0.0:1"])).is_empty());
+    }
 }

@@ -1,7 +1,7 @@
 //! Command-line definitions (clap). The flags are a contract: tests and other
 //! tools call them, see ARCHITECTURE's CLI section.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -358,15 +358,61 @@ pub struct InitArgs {
     pub force: bool,
 }
 
+/// `NAME=ADDR` of `--service`: ADDR is `IP:PORT`, `[IPv6]:PORT` or a bare
+/// `PORT` (all IPv4 addresses). The messages say which part is wrong, since
+/// clap puts them on the one line that names the flag.
 fn parse_service(s: &str) -> Result<(String, SocketAddr), String> {
     let (name, addr) = s
         .split_once('=')
-        .ok_or_else(|| format!("'{s}' is not NAME=ADDR"))?;
-    let addr = if let Ok(port) = addr.parse::<u16>() {
-        SocketAddr::from(([0, 0, 0, 0], port))
-    } else {
-        addr.parse::<SocketAddr>()
-            .map_err(|e| format!("'{addr}': {e}"))?
+        .ok_or_else(|| format!("'{s}' is not NAME=ADDR (e.g. redis=127.0.0.1:6379)"))?;
+    let (host, port) = match addr.rsplit_once(':') {
+        Some((host, port)) => (Some(host), port),
+        None => (None, addr),
     };
-    Ok((name.to_ascii_lowercase(), addr))
+    let port = match port.parse::<u64>() {
+        Ok(p) => u16::try_from(p)
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("port {p} is out of range (1-65535)"))?,
+        Err(_) => return Err(format!("'{addr}' is not IP:PORT, [IPv6]:PORT or PORT")),
+    };
+    let ip = match host {
+        None => IpAddr::from([0, 0, 0, 0]),
+        Some(h) => match h.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(v6) => v6
+                .parse::<std::net::Ipv6Addr>()
+                .map(IpAddr::V6)
+                .map_err(|_| format!("'{v6}' is not an IPv6 address"))?,
+            None => h
+                .parse::<std::net::Ipv4Addr>()
+                .map(IpAddr::V4)
+                .map_err(|_| {
+                    format!("'{h}' is not an IPv4 address (IPv6 goes in brackets: [::1]:PORT)")
+                })?,
+        },
+    };
+    Ok((name.to_ascii_lowercase(), SocketAddr::new(ip, port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_service;
+
+    #[test]
+    fn service_addresses() {
+        let ok = |s: &str| parse_service(s).unwrap().1.to_string();
+        assert_eq!(ok("redis=6379"), "0.0.0.0:6379");
+        assert_eq!(ok("redis=127.0.0.1:16379"), "127.0.0.1:16379");
+        assert_eq!(ok("Redis=[::1]:65535"), "[::1]:65535");
+        assert_eq!(parse_service("REDIS=1").unwrap().0, "redis");
+        let err = |s: &str| parse_service(s).unwrap_err();
+        assert!(err("redis=70000").contains("port 70000 is out of range"));
+        assert!(err("redis=127.0.0.1:0").contains("port 0 is out of range"));
+        assert!(err("redis=[::1]:99999").contains("out of range"));
+        assert!(err("redis").contains("NAME=ADDR"));
+        assert!(err("redis=localhost:6379").contains("'localhost' is not an IPv4"));
+        assert!(err("redis=::1").contains("brackets"));
+        assert!(err("redis=[::x]:1").contains("IPv6"));
+        assert!(err("redis=127.0.0.1:http").contains("not IP:PORT"));
+    }
 }

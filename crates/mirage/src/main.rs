@@ -31,7 +31,10 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(e),
+    };
     init_logging();
     match cli.command {
         Command::Sensor(args) => sensor_cmd::run(args),
@@ -46,6 +49,37 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// A flag clap rejects is a usage error like a bad config key: one line
+/// naming the flag, exit 2. Clap's own rendering spreads it over several
+/// lines (value list, tip, usage, "For more information"); scripts and
+/// people reading a journal get the message and the accepted values only.
+/// Help and version requests are printed as clap means them to be.
+fn clap_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    eprintln!("mirage: {}", one_line(&e.render().to_string()));
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// Clap's message up to its usage and help hints, as one line.
+fn one_line(rendered: &str) -> String {
+    let lines: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let text = lines.join(" ");
+    text.strip_prefix("error: ").unwrap_or(&text).to_owned()
 }
 
 fn init_logging() {

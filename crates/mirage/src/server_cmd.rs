@@ -100,8 +100,9 @@ fn data_dir_of(args: &StoreArgs) -> Result<PathBuf, ExitCode> {
 /// The server's database in `dir`, refused (exit 2) when it is not there:
 /// only `mirage server` makes one. An operator command that made its own
 /// (a typo'd or forgotten `--data-dir`) would store tokens and decisions
-/// the running server never sees. Which file is used is said on stderr,
-/// so stdout stays the command's output for scripts.
+/// the running server never sees. Which file was used is said on stderr
+/// when the command succeeds ([`USED_DB`]), so stdout stays the command's
+/// output for scripts.
 fn server_db(dir: &std::path::Path) -> Result<(), ExitCode> {
     let db = dir.join("mirage.db");
     // Absolute, so the line says where a relative default really points.
@@ -113,9 +114,13 @@ fn server_db(dir: &std::path::Path) -> Result<(), ExitCode> {
         );
         return Err(ExitCode::from(EXIT_USAGE));
     }
-    eprintln!("mirage: using {}", shown.display());
+    let _ = USED_DB.set(shown);
     Ok(())
 }
+
+/// The database an operator command used, said once it has succeeded: on
+/// a refusal the error stays the only line.
+static USED_DB: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 async fn open_store(args: &StoreArgs) -> Result<SqliteStore, ExitCode> {
     let dir = data_dir_of(args)?;
@@ -161,7 +166,15 @@ async fn operate(cmd: ServerCommand) -> ExitCode {
         ServerCommand::Tokens { op } => tokens(op).await,
         ServerCommand::Pin(store) => pin(store),
     };
-    result.unwrap_or_else(|code| code)
+    match result {
+        Ok(code) => {
+            if let Some(db) = USED_DB.get() {
+                eprintln!("mirage: using {}", db.display());
+            }
+            code
+        }
+        Err(code) => code,
+    }
 }
 
 fn failed(e: impl std::fmt::Display) -> ExitCode {

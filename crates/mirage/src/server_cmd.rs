@@ -702,9 +702,14 @@ fn server_dir(args: &StoreArgs) -> Result<(PathBuf, bool), ExitCode> {
 
 fn pin(store: StoreArgs) -> Result<ExitCode, ExitCode> {
     let (dir, _) = server_dir(&store)?;
-    // The certificate is the server's: without its database this is not
-    // its data directory, and a pin made up here would match no server.
-    server_db(&dir)?;
+    // The certificate is the server's. Named explicitly, the directory may
+    // be one whose server has not started yet (pinning sensors before the
+    // server's first start is the documented way, docs/server.md); only
+    // the implicit default must already be a server's, or a pin made up
+    // in ./mirage-data would match no server.
+    if store.data_dir.is_none() && store.config.is_none() {
+        server_db(&dir)?;
+    }
     let pin = mirage_server::identity::api_pin(&dir).map_err(failed)?;
     match store.format {
         OutputFormat::Json => print_json(&serde_json::json!({ "pin": pin.hex() })),

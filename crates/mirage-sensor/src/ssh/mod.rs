@@ -358,9 +358,7 @@ impl SshEmulator {
                 },
                 ev = rx.recv(), if events_open => match ev {
                     Some((kind, tags)) => {
-                        let mut e = session.event(kind);
-                        e.tags = tags;
-                        session.emit_event(e).await;
+                        emit_report(session, kind, tags).await;
                     }
                     None => events_open = false,
                 },
@@ -379,9 +377,7 @@ impl SshEmulator {
                     },
                     ev = rx.recv(), if events_open => match ev {
                         Some((kind, tags)) => {
-                            let mut e = session.event(kind);
-                            e.tags = tags;
-                            session.emit_event(e).await;
+                            emit_report(session, kind, tags).await;
                         }
                         None => events_open = false,
                     },
@@ -396,9 +392,7 @@ impl SshEmulator {
                 .ok();
         }
         while let Ok((kind, tags)) = rx.try_recv() {
-            let mut e = session.event(kind);
-            e.tags = tags;
-            session.emit_event(e).await;
+            emit_report(session, kind, tags).await;
         }
         if let Some(Err(e)) = russh_end
             && !benign(&e)
@@ -418,6 +412,13 @@ impl SshEmulator {
             None => Ok(()),
         }
     }
+}
+
+/// Emit a report of the russh handler with the session's envelope.
+async fn emit_report(session: &Session, kind: EventKind, tags: Vec<String>) {
+    let mut e = session.event(kind);
+    e.tags = tags;
+    session.emit_event(e).await;
 }
 
 /// The next bytes russh wrote (empty at its end), in a buffer of their
